@@ -1,0 +1,1 @@
+//! Attribute macros of keylock. Use them through the `keylock` crate.

@@ -1,0 +1,133 @@
+//! The errors an acquisition can end with.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::raw::Access;
+
+/// Why a lock was not acquired.
+///
+/// Returned by the timed and `try_` acquisitions, and by annotated
+/// functions through their return type (`Result<T, E>` where
+/// `E: From<keylock_runtime::Error>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The lock was not acquired within the timeout.
+    #[non_exhaustive]
+    Timeout {
+        /// Name of the resource.
+        resource: Arc<str>,
+        /// The key, in its `Debug` form, for keyed locks.
+        key: Option<String>,
+        /// Read or write.
+        access: Access,
+        /// How long the caller waited before giving up.
+        waited: Duration,
+    },
+    /// The lock was held and the caller asked not to wait.
+    #[non_exhaustive]
+    Busy {
+        /// Name of the resource.
+        resource: Arc<str>,
+        /// The key, in its `Debug` form, for keyed locks.
+        key: Option<String>,
+        /// Read or write.
+        access: Access,
+    },
+}
+
+impl Error {
+    /// The resource the failed acquisition was for.
+    pub fn resource(&self) -> &str {
+        match self {
+            Error::Timeout { resource, .. } | Error::Busy { resource, .. } => resource,
+        }
+    }
+
+    /// The key, in its `Debug` form, when the lock was keyed.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Error::Timeout { key, .. } | Error::Busy { key, .. } => key.as_deref(),
+        }
+    }
+
+    /// Whether this is [`Error::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    /// Whether this is [`Error::Busy`].
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Busy { .. })
+    }
+}
+
+struct Target<'a>(&'a str, Option<&'a str>);
+
+impl fmt::Display for Target<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`", self.0)?;
+        if let Some(key) = self.1 {
+            write!(f, " (key {key})")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Timeout {
+                resource,
+                key,
+                access,
+                waited,
+            } => write!(
+                f,
+                "timed out after {waited:?} waiting for the {access} lock on {}",
+                Target(resource, key.as_deref())
+            ),
+            Error::Busy {
+                resource,
+                key,
+                access,
+            } => write!(
+                f,
+                "the {access} lock on {} is busy",
+                Target(resource, key.as_deref())
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_resource_key_and_wait() {
+        let timeout = Error::Timeout {
+            resource: "sessions".into(),
+            key: Some("42".into()),
+            access: Access::Write,
+            waited: Duration::from_millis(250),
+        };
+        assert_eq!(
+            timeout.to_string(),
+            "timed out after 250ms waiting for the write lock on `sessions` (key 42)"
+        );
+        let busy = Error::Busy {
+            resource: "db".into(),
+            key: None,
+            access: Access::Read,
+        };
+        assert_eq!(busy.to_string(), "the read lock on `db` is busy");
+        assert!(busy.is_busy() && !busy.is_timeout());
+        assert_eq!(timeout.key(), Some("42"));
+        assert_eq!(busy.resource(), "db");
+    }
+}

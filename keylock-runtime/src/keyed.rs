@@ -1,0 +1,398 @@
+//! Keyed resources: one lock per key, created on first use and removed with
+//! its last user.
+//!
+//! # Entry lifetime
+//!
+//! Each entry counts its *users*: handles, guards and waiting acquisitions.
+//! The count is raised only under the map's shard lock (when the entry is
+//! looked up) or from an existing user (cloning a handle). The user that
+//! brings it to zero removes the entry under the shard's write lock, and only
+//! if the count is still zero there. So a lookup and a removal of the same
+//! key are serialized by the shard lock: removal can never strand a live
+//! user on an entry that a newcomer no longer finds, and a newcomer can never
+//! create a second lock for a key that is held or awaited. Shard locks are
+//! held only for the lookup itself, never while waiting for a key.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use crate::key::{Key, LockKey};
+use crate::lock::{Acquire, Lock, ReadGuard, Site, WriteGuard};
+use crate::raw::{Access, RawRwLock};
+use crate::resource::{AnyKeyMap, Resource, ResourceCore};
+use crate::sync::{AtomicUsize, Ordering};
+
+/// One key's lock.
+pub(crate) struct Entry<K: Key> {
+    key: K,
+    users: AtomicUsize,
+    lock: RawRwLock,
+    map: Arc<KeyMap<K>>,
+}
+
+impl<K: Key> Site for Entry<K> {
+    fn raw(&self) -> &RawRwLock {
+        &self.lock
+    }
+    fn resource(&self) -> &ResourceCore {
+        &self.map.resource
+    }
+    fn key_debug(&self) -> Option<String> {
+        Some(format!("{:?}", self.key))
+    }
+    fn retain(&self) {
+        self.users.fetch_add(1, Ordering::Relaxed);
+    }
+    fn release_handle(&self) {
+        if self.users.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.map.entries.remove_unused(&self.key);
+        }
+    }
+}
+
+/// The entries of one key type of one resource.
+pub(crate) struct KeyMap<K: Key> {
+    resource: Arc<ResourceCore>,
+    entries: shards::Shards<K>,
+}
+
+impl<K: Key> KeyMap<K> {
+    pub(crate) fn new(resource: Arc<ResourceCore>) -> Self {
+        KeyMap {
+            resource,
+            entries: shards::Shards::new(),
+        }
+    }
+
+    /// The entry of `key`, created if absent, with one more user counted.
+    fn entry<Q>(self: &Arc<Self>, key: &Q) -> Arc<Entry<K>>
+    where
+        Q: ?Sized + LockKey<Owned = K>,
+        K: Borrow<Q>,
+    {
+        if let Some(entry) = self.entries.get(key) {
+            return entry;
+        }
+        self.entries.get_or_insert(key.to_owned_key(), |key| {
+            Arc::new(Entry {
+                key: key.clone(),
+                users: AtomicUsize::new(0),
+                lock: RawRwLock::new(self.resource.fairness()),
+                map: Arc::clone(self),
+            })
+        })
+    }
+
+    fn lock<Q>(self: &Arc<Self>, key: &Q) -> Lock
+    where
+        Q: ?Sized + LockKey<Owned = K>,
+        K: Borrow<Q>,
+    {
+        Lock::from_site(self.entry(key) as Arc<dyn Site>)
+    }
+}
+
+impl<K: Key> AnyKeyMap for KeyMap<K> {
+    fn live_keys(&self) -> usize {
+        self.entries.len()
+    }
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
+
+/// The locks of one resource for keys of type `K`: exclusive or shared
+/// access per key, where the same key serializes and different keys never
+/// wait for each other.
+///
+/// Get one with [`Registry::keyed`](crate::Registry::keyed) or
+/// [`Resource::keyed`]; cheap to clone.
+///
+/// Keys are looked up by reference: a `Keyed<String>` accepts `&str`, and
+/// looking up a key that is present allocates nothing.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let registry = keylock_runtime::Registry::new();
+/// let channels = registry.keyed::<u64>("channels");
+/// let a = channels.write(&1).await;
+/// let b = channels.write(&2).await; // another key: no wait
+/// assert!(channels.is_locked(&1));
+/// assert!(channels.try_write(&1).is_err());
+/// drop((a, b));
+/// assert_eq!(channels.live_keys(), 0); // entries leave with their last user
+/// # }
+/// ```
+pub struct Keyed<K: Key> {
+    map: Arc<KeyMap<K>>,
+}
+
+impl<K: Key> Clone for Keyed<K> {
+    fn clone(&self) -> Self {
+        Keyed {
+            map: Arc::clone(&self.map),
+        }
+    }
+}
+
+impl<K: Key> Keyed<K> {
+    pub(crate) fn from_map(map: Arc<KeyMap<K>>) -> Self {
+        Keyed { map }
+    }
+
+    /// A handle to the lock of `key`. The key's entry lives at least as long
+    /// as the handle.
+    pub fn key<Q>(&self, key: &Q) -> Lock
+    where
+        Q: ?Sized + LockKey<Owned = K>,
+        K: Borrow<Q>,
+    {
+        self.map.lock(key)
+    }
+
+    /// Waits for shared access to `key`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes leaves nothing behind: no
+    /// waiter, and no entry if nobody else uses the key.
+    pub fn read<Q>(&self, key: &Q) -> Acquire<ReadGuard>
+    where
+        Q: ?Sized + LockKey<Owned = K>,
+        K: Borrow<Q>,
+    {
+        self.map.lock(key).acquire(Access::Read)
+    }
+
+    /// Waits for exclusive access to `key`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes leaves nothing behind: no
+    /// waiter, and no entry if nobody else uses the key.
+    pub fn write<Q>(&self, key: &Q) -> Acquire<WriteGuard>
+    where
+        Q: ?Sized + LockKey<Owned = K>,
+        K: Borrow<Q>,
+    {
+        self.map.lock(key).acquire(Access::Write)
+    }
+
+    /// Takes shared access to `key` if it is free now; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Busy`](crate::Error::Busy) when the key is held in a
+    /// conflicting mode.
+    pub fn try_read<Q>(&self, key: &Q) -> Result<ReadGuard, crate::Error>
+    where
+        Q: ?Sized + LockKey<Owned = K>,
+        K: Borrow<Q>,
+    {
+        self.map.lock(key).try_read()
+    }
+
+    /// Takes exclusive access to `key` if it is free now; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Busy`](crate::Error::Busy) when the key is held.
+    pub fn try_write<Q>(&self, key: &Q) -> Result<WriteGuard, crate::Error>
+    where
+        Q: ?Sized + LockKey<Owned = K>,
+        K: Borrow<Q>,
+    {
+        self.map.lock(key).try_write()
+    }
+
+    /// Blocks the current thread until shared access to `key` is held.
+    pub fn read_blocking<Q>(&self, key: &Q) -> ReadGuard
+    where
+        Q: ?Sized + LockKey<Owned = K>,
+        K: Borrow<Q>,
+    {
+        self.map.lock(key).read_blocking()
+    }
+
+    /// Blocks the current thread until exclusive access to `key` is held.
+    pub fn write_blocking<Q>(&self, key: &Q) -> WriteGuard
+    where
+        Q: ?Sized + LockKey<Owned = K>,
+        K: Borrow<Q>,
+    {
+        self.map.lock(key).write_blocking()
+    }
+
+    /// Whether `key` is held right now, in either mode. Does not create an
+    /// entry.
+    pub fn is_locked<Q>(&self, key: &Q) -> bool
+    where
+        Q: ?Sized + LockKey<Owned = K>,
+        K: Borrow<Q>,
+    {
+        self.map
+            .entries
+            .peek(key, |entry| entry.lock.is_locked())
+            .unwrap_or(false)
+    }
+
+    /// How many callers are queued for `key` right now. Does not create an
+    /// entry.
+    pub fn waiters<Q>(&self, key: &Q) -> usize
+    where
+        Q: ?Sized + LockKey<Owned = K>,
+        K: Borrow<Q>,
+    {
+        self.map
+            .entries
+            .peek(key, |entry| entry.lock.waiters())
+            .unwrap_or(0)
+    }
+
+    /// Keys currently held, awaited, or referred to by a [`Lock`] handle.
+    pub fn live_keys(&self) -> usize {
+        self.map.entries.len()
+    }
+
+    /// The resource these keys belong to.
+    pub fn resource(&self) -> Resource {
+        Resource::from_core(Arc::clone(&self.map.resource))
+    }
+}
+
+impl<K: Key> fmt::Debug for Keyed<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyed")
+            .field("resource", &self.map.resource.name())
+            .field("live_keys", &self.live_keys())
+            .finish()
+    }
+}
+
+/// The map itself: `DashMap` normally, a single loom mutex under
+/// `--cfg loom` (same protocol: lookups count a user under the shard lock,
+/// removals re-check the count under the same lock).
+mod shards {
+    use super::*;
+
+    #[cfg(not(loom))]
+    pub(super) struct Shards<K: Key>(dashmap::DashMap<K, Arc<Entry<K>>, foldhash::fast::RandomState>);
+
+    #[cfg(not(loom))]
+    impl<K: Key> Shards<K> {
+        pub(super) fn new() -> Self {
+            Shards(dashmap::DashMap::with_hasher(Default::default()))
+        }
+
+        /// The entry of `key` with one more user, if present.
+        pub(super) fn get<Q>(&self, key: &Q) -> Option<Arc<Entry<K>>>
+        where
+            Q: ?Sized + Hash + Eq,
+            K: Borrow<Q>,
+        {
+            let entry = self.0.get(key)?;
+            entry.users.fetch_add(1, Ordering::Relaxed);
+            Some(Arc::clone(&entry))
+        }
+
+        /// The entry of `key` with one more user, created by `make` if absent.
+        pub(super) fn get_or_insert(
+            &self,
+            key: K,
+            make: impl FnOnce(&K) -> Arc<Entry<K>>,
+        ) -> Arc<Entry<K>> {
+            let entry = match self.0.entry(key) {
+                dashmap::Entry::Occupied(occupied) => occupied.into_ref(),
+                dashmap::Entry::Vacant(vacant) => {
+                    let entry = make(vacant.key());
+                    vacant.insert(entry)
+                }
+            };
+            entry.users.fetch_add(1, Ordering::Relaxed);
+            Arc::clone(&entry)
+        }
+
+        /// Removes the entry of `key` if it has no users.
+        pub(super) fn remove_unused(&self, key: &K) {
+            self.0
+                .remove_if(key, |_, entry| entry.users.load(Ordering::Acquire) == 0);
+        }
+
+        pub(super) fn peek<Q, R>(&self, key: &Q, f: impl FnOnce(&Entry<K>) -> R) -> Option<R>
+        where
+            Q: ?Sized + Hash + Eq,
+            K: Borrow<Q>,
+        {
+            self.0.get(key).map(|entry| f(&entry))
+        }
+
+        pub(super) fn len(&self) -> usize {
+            self.0.len()
+        }
+    }
+
+    #[cfg(loom)]
+    pub(super) struct Shards<K: Key>(
+        crate::sync::Mutex<std::collections::HashMap<K, Arc<Entry<K>>>>,
+    );
+
+    #[cfg(loom)]
+    impl<K: Key> Shards<K> {
+        pub(super) fn new() -> Self {
+            Shards(crate::sync::Mutex::new(std::collections::HashMap::new()))
+        }
+
+        pub(super) fn get<Q>(&self, key: &Q) -> Option<Arc<Entry<K>>>
+        where
+            Q: ?Sized + Hash + Eq,
+            K: Borrow<Q>,
+        {
+            let map = crate::sync::lock(&self.0);
+            let entry = map.get(key)?;
+            entry.users.fetch_add(1, Ordering::Relaxed);
+            Some(Arc::clone(entry))
+        }
+
+        pub(super) fn get_or_insert(
+            &self,
+            key: K,
+            make: impl FnOnce(&K) -> Arc<Entry<K>>,
+        ) -> Arc<Entry<K>> {
+            let mut map = crate::sync::lock(&self.0);
+            let entry = match map.entry(key) {
+                std::collections::hash_map::Entry::Occupied(occupied) => occupied.into_mut(),
+                std::collections::hash_map::Entry::Vacant(vacant) => {
+                    let entry = make(vacant.key());
+                    vacant.insert(entry)
+                }
+            };
+            entry.users.fetch_add(1, Ordering::Relaxed);
+            Arc::clone(entry)
+        }
+
+        pub(super) fn remove_unused(&self, key: &K) {
+            let mut map = crate::sync::lock(&self.0);
+            if map
+                .get(key)
+                .is_some_and(|entry| entry.users.load(Ordering::Acquire) == 0)
+            {
+                map.remove(key);
+            }
+        }
+
+        pub(super) fn peek<Q, R>(&self, key: &Q, f: impl FnOnce(&Entry<K>) -> R) -> Option<R>
+        where
+            Q: ?Sized + Hash + Eq,
+            K: Borrow<Q>,
+        {
+            crate::sync::lock(&self.0).get(key).map(|entry| f(entry))
+        }
+
+        pub(super) fn len(&self) -> usize {
+            crate::sync::lock(&self.0).len()
+        }
+    }
+}

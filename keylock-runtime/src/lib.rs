@@ -1,0 +1,97 @@
+//! The runtime of [keylock](https://docs.rs/keylock): a registry of named
+//! and per-key read/write locks that async tasks and threads share.
+//!
+//! Most users depend on the `keylock` crate, which re-exports everything
+//! here next to the attribute macros.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::time::Duration;
+//! use keylock_runtime::Registry;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), keylock_runtime::Error> {
+//! let registry = Registry::global();
+//!
+//! // A named resource: many readers or one writer.
+//! let db = registry.resource("db");
+//! {
+//!     let _r1 = db.read().await;
+//!     let _r2 = db.read().await;
+//! }
+//!
+//! // Keyed locks: one holder per channel, channels in parallel.
+//! let channels = registry.keyed::<u64>("channels");
+//! let guard = channels.write(&42).await;
+//! assert!(channels.is_locked(&42));
+//! assert!(!channels.is_locked(&7));
+//!
+//! // Timeouts and non-waiting attempts report why they failed.
+//! let err = channels.key(&42).write_timeout(Duration::from_millis(5)).await.unwrap_err();
+//! assert!(err.is_timeout());
+//! drop(guard);
+//!
+//! // Sync code blocks on the same locks.
+//! let g = std::thread::spawn(|| {
+//!     let channels = Registry::global().keyed::<u64>("channels");
+//!     let _g = channels.write_blocking(&42);
+//! });
+//! g.join().unwrap();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The lock
+//!
+//! Every lock is one fair, write-preferring read/write lock shared by async
+//! tasks (`.await`) and OS threads (`*_blocking`): a thread holding a key
+//! blocks a task asking for it and the reverse. Waiters are served in the
+//! order they queued; a queued writer blocks readers that arrive after it.
+//! A newcomer may take a just-freed lock ahead of the queue's head only
+//! while the head has waited less than the registry's
+//! [fairness bound](RegistryBuilder::fairness_bound) (500 µs by default),
+//! after which the lock is handed to the head directly.
+//!
+//! Uncontended acquisition and release are one atomic compare-and-swap
+//! each. Guards are owned, `'static` and `Send`, and release on drop,
+//! including during unwinding.
+//!
+//! # Keys and memory
+//!
+//! A key entry exists only while someone holds it, waits for it or keeps a
+//! [`Lock`] handle to it; it is removed with its last user, atomically with
+//! respect to lookups, so removal can never produce a second lock for a live
+//! key. Memory follows the live keys, not every key ever seen.
+//!
+//! # Cancel safety
+//!
+//! Dropping an acquisition future while it waits leaves nothing behind: no
+//! waiter, no counter, no entry. If the lock had been handed to it in the
+//! meantime, it is passed on to the next waiter.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod key;
+mod keyed;
+mod lock;
+mod raw;
+mod registry;
+mod resource;
+mod stats;
+mod sync;
+mod timer;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use error::Error;
+pub use key::{Key, LockKey};
+pub use keyed::Keyed;
+pub use lock::{Acquire, Lock, ReadGuard, WriteGuard};
+pub use raw::Access;
+pub use registry::{Registry, RegistryBuilder, DEFAULT_FAIRNESS_BOUND};
+pub use resource::Resource;
+pub use stats::ResourceStats;

@@ -1,0 +1,402 @@
+//! [`Lock`]: a handle to one lock (a resource's own lock, or one key of a
+//! keyed resource), its acquisition futures and its guards.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::raw::{Access, Contention, RawRwLock, Slot};
+use crate::resource::ResourceCore;
+use crate::stats::Event;
+use crate::timer;
+
+/// What a [`Lock`] points at: the resource's own lock or a keyed entry.
+pub(crate) trait Site: Send + Sync + 'static {
+    fn raw(&self) -> &RawRwLock;
+    fn resource(&self) -> &ResourceCore;
+    fn key_debug(&self) -> Option<String>;
+    /// One more handle exists.
+    fn retain(&self);
+    /// One handle is gone; a keyed entry leaves the map with its last one.
+    fn release_handle(&self);
+}
+
+/// A handle to one lock: a named resource's own lock, or the lock of one key
+/// of a keyed resource.
+///
+/// Cheap to clone. For keys, the handle keeps the key's entry alive: an
+/// entry exists while a handle, a guard or a waiting acquisition refers to
+/// it, and is removed from the registry with the last of them.
+///
+/// Get one with [`Registry::lock`](crate::Registry::lock),
+/// [`Registry::key_lock`](crate::Registry::key_lock),
+/// [`Resource::lock`](crate::Resource::lock) or
+/// [`Keyed::key`](crate::Keyed::key).
+pub struct Lock {
+    site: Arc<dyn Site>,
+}
+
+impl Clone for Lock {
+    fn clone(&self) -> Self {
+        self.site.retain();
+        Lock {
+            site: Arc::clone(&self.site),
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        self.site.release_handle();
+    }
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("resource", &self.resource())
+            .field("key", &self.site.key_debug())
+            .field("state", self.site.raw())
+            .finish()
+    }
+}
+
+macro_rules! acquire_methods {
+    ($guard:ident, $access:expr, $acquire:ident, $try:ident, $timeout:ident, $blocking:ident, $blocking_timeout:ident, $mode:literal) => {
+        #[doc = concat!("Waits for ", $mode, " access.")]
+        ///
+        /// The returned future resolves to a guard once the lock is held;
+        /// dropping the guard releases it.
+        ///
+        /// # Cancel safety
+        ///
+        /// Dropping the future before it completes leaves the queue exactly
+        /// as if it had never been polled: no waiter, no count, and if the
+        /// lock was handed to it in the meantime, it is passed on.
+        pub fn $acquire(&self) -> Acquire<$guard> {
+            self.clone().acquire($access)
+        }
+
+        #[doc = concat!("Takes ", $mode, " access if a newcomer can have it now; never waits.")]
+        ///
+        /// # Errors
+        ///
+        /// [`Error::Busy`] when the lock is held in a conflicting mode, or
+        /// queued writers have priority.
+        pub fn $try(&self) -> Result<$guard, Error> {
+            self.clone().try_acquire($access).map($guard::from_held)
+        }
+
+        #[doc = concat!("Waits at most `timeout` for ", $mode, " access.")]
+        ///
+        /// Inside a Tokio runtime the timer is Tokio's (the runtime needs
+        /// its time driver, which `#[tokio::main]` enables); elsewhere a
+        /// helper thread sleeps for the timeout.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::Timeout`] when the lock was not acquired in time.
+        ///
+        /// # Cancel safety
+        ///
+        /// As for the untimed acquisition: dropping the future leaves nothing
+        /// behind.
+        pub async fn $timeout(&self, timeout: Duration) -> Result<$guard, Error> {
+            self.clone()
+                .acquire_timeout($access, timeout)
+                .await
+                .map($guard::from_held)
+        }
+
+        #[doc = concat!("Blocks the current thread until ", $mode, " access is held.")]
+        ///
+        /// Excludes async holders of the same lock just as they exclude each
+        /// other. Called from inside an async runtime it blocks that worker
+        /// thread; prefer the async form there.
+        pub fn $blocking(&self) -> $guard {
+            let lock = self.clone();
+            let contention = match lock.site.raw().acquire_blocking($access, None) {
+                Ok(contention) => contention,
+                Err(_) => unreachable!("an acquisition without deadline cannot time out"),
+            };
+            $guard::from_held(lock.acquired($access, contention))
+        }
+
+        #[doc = concat!("Blocks the current thread at most `timeout` for ", $mode, " access.")]
+        ///
+        /// # Errors
+        ///
+        /// [`Error::Timeout`] when the lock was not acquired in time; the
+        /// thread has then left the queue.
+        pub fn $blocking_timeout(&self, timeout: Duration) -> Result<$guard, Error> {
+            self.clone()
+                .acquire_blocking_timeout($access, timeout)
+                .map($guard::from_held)
+        }
+    };
+}
+
+impl Lock {
+    pub(crate) fn from_site(site: Arc<dyn Site>) -> Self {
+        Lock { site }
+    }
+
+    /// The name of the resource this lock belongs to.
+    pub fn resource(&self) -> &str {
+        self.site.resource().name()
+    }
+
+    /// The key, in its `Debug` form, for a keyed lock.
+    pub fn key(&self) -> Option<String> {
+        self.site.key_debug()
+    }
+
+    acquire_methods!(
+        ReadGuard,
+        Access::Read,
+        read,
+        try_read,
+        read_timeout,
+        read_blocking,
+        read_blocking_timeout,
+        "shared (read)"
+    );
+    acquire_methods!(
+        WriteGuard,
+        Access::Write,
+        write,
+        try_write,
+        write_timeout,
+        write_blocking,
+        write_blocking_timeout,
+        "exclusive (write)"
+    );
+
+    /// Whether anyone holds the lock right now, in either mode.
+    pub fn is_locked(&self) -> bool {
+        self.site.raw().is_locked()
+    }
+
+    /// Whether a writer holds the lock right now.
+    pub fn is_write_locked(&self) -> bool {
+        self.site.raw().is_write_locked()
+    }
+
+    /// How many readers hold the lock right now.
+    pub fn readers(&self) -> usize {
+        self.site.raw().readers()
+    }
+
+    /// How many callers are queued for the lock right now.
+    pub fn waiters(&self) -> usize {
+        self.site.raw().waiters()
+    }
+
+    pub(crate) fn acquire<G>(self, access: Access) -> Acquire<G> {
+        Acquire {
+            lock: Some(self),
+            access,
+            slot: Slot::Start,
+            _guard: PhantomData,
+        }
+    }
+
+    pub(crate) fn try_acquire(self, access: Access) -> Result<Held, Error> {
+        if self.site.raw().try_acquire(access) {
+            Ok(self.acquired(access, Contention::Uncontended))
+        } else {
+            self.site.resource().record(Event::Busy);
+            Err(Error::Busy {
+                resource: self.site.resource().name_arc(),
+                key: self.site.key_debug(),
+                access,
+            })
+        }
+    }
+
+    pub(crate) async fn acquire_timeout(
+        self,
+        access: Access,
+        timeout: Duration,
+    ) -> Result<Held, Error> {
+        if self.site.raw().try_acquire(access) {
+            return Ok(self.acquired(access, Contention::Uncontended));
+        }
+        let started = Instant::now();
+        let resource = self.site.resource().name_arc();
+        let key = self.site.key_debug();
+        let site = Arc::clone(&self.site);
+        match timer::timeout(timeout, self.acquire::<Held>(access)).await {
+            Some(held) => Ok(held),
+            None => {
+                site.resource().record(Event::TimedOut);
+                Err(Error::Timeout {
+                    resource,
+                    key,
+                    access,
+                    waited: started.elapsed(),
+                })
+            }
+        }
+    }
+
+    pub(crate) fn acquire_blocking_timeout(
+        self,
+        access: Access,
+        timeout: Duration,
+    ) -> Result<Held, Error> {
+        let started = Instant::now();
+        let deadline = started.checked_add(timeout);
+        match self.site.raw().acquire_blocking(access, deadline) {
+            Ok(contention) => Ok(self.acquired(access, contention)),
+            Err(_) => {
+                self.site.resource().record(Event::TimedOut);
+                Err(Error::Timeout {
+                    resource: self.site.resource().name_arc(),
+                    key: self.site.key_debug(),
+                    access,
+                    waited: started.elapsed(),
+                })
+            }
+        }
+    }
+
+    /// The one place every successful acquisition passes through.
+    fn acquired(self, access: Access, contention: Contention) -> Held {
+        self.site.resource().record(Event::Acquired {
+            access,
+            contended: contention == Contention::Contended,
+        });
+        Held { lock: self, access }
+    }
+}
+
+/// A held lock; releases on drop. The one place every release passes
+/// through.
+pub(crate) struct Held {
+    lock: Lock,
+    access: Access,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.lock.site.raw().release(self.access);
+    }
+}
+
+/// Turns a [`Held`] lock into the guard type an acquisition returns.
+pub(crate) trait FromHeld {
+    fn from_held(held: Held) -> Self;
+}
+
+impl FromHeld for Held {
+    fn from_held(held: Held) -> Self {
+        held
+    }
+}
+
+/// A future that resolves to a guard once the lock is held.
+///
+/// Created by [`Lock::read`], [`Lock::write`] and their counterparts on
+/// [`Keyed`](crate::Keyed) and [`Resource`](crate::Resource).
+///
+/// # Cancel safety
+///
+/// Dropping it before completion removes it from the queue; if the lock had
+/// already been handed to it, the lock is released and passed on. Nothing is
+/// left behind.
+#[must_use = "futures do nothing unless you `.await` or poll them"]
+pub struct Acquire<G> {
+    lock: Option<Lock>,
+    access: Access,
+    slot: Slot,
+    _guard: PhantomData<fn() -> G>,
+}
+
+impl<G> fmt::Debug for Acquire<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acquire")
+            .field("lock", &self.lock)
+            .field("access", &self.access)
+            .field("slot", &self.slot)
+            .finish()
+    }
+}
+
+impl<G: FromHeld> Future for Acquire<G> {
+    type Output = G;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<G> {
+        let this = self.get_mut();
+        let Some(lock) = this.lock.as_ref() else {
+            panic!("`Acquire` polled after completion");
+        };
+        match lock.site.raw().poll_acquire(this.access, &mut this.slot, cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(contention) => {
+                let Some(lock) = this.lock.take() else {
+                    unreachable!("checked above");
+                };
+                Poll::Ready(G::from_held(lock.acquired(this.access, contention)))
+            }
+        }
+    }
+}
+
+impl<G> Drop for Acquire<G> {
+    fn drop(&mut self) {
+        if let Some(lock) = &self.lock {
+            lock.site.raw().cancel(self.access, &mut self.slot);
+        }
+    }
+}
+
+macro_rules! guard {
+    ($name:ident, $mode:literal) => {
+        #[doc = concat!("Proof of ", $mode, " access; the lock is released when it is dropped.")]
+        ///
+        /// Owned, `'static` and `Send`: it can be stored, returned and moved
+        /// to another task or thread. It is released on drop, including when
+        /// the holder returns early or unwinds from a panic.
+        #[must_use = "if unused the lock is released at once"]
+        #[clippy::has_significant_drop]
+        pub struct $name {
+            held: Held,
+        }
+
+        impl $name {
+            /// The lock this guard holds.
+            pub fn lock(&self) -> &Lock {
+                &self.held.lock
+            }
+
+            /// Releases the lock now; the same as dropping the guard.
+            pub fn unlock(self) {
+                drop(self);
+            }
+        }
+
+        impl FromHeld for $name {
+            fn from_held(held: Held) -> Self {
+                $name { held }
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("resource", &self.held.lock.resource())
+                    .field("key", &self.held.lock.key())
+                    .finish()
+            }
+        }
+    };
+}
+
+guard!(ReadGuard, "shared (read)");
+guard!(WriteGuard, "exclusive (write)");

@@ -1,0 +1,196 @@
+//! [`Registry`]: where named resources live, globally or per tenant.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::key::{Key, LockKey};
+use crate::keyed::Keyed;
+use crate::lock::Lock;
+use crate::raw::Fairness;
+use crate::resource::{Resource, ResourceCore};
+use crate::stats::ResourceStats;
+
+/// The default [fairness bound](RegistryBuilder::fairness_bound).
+pub const DEFAULT_FAIRNESS_BOUND: Duration = Duration::from_micros(500);
+
+/// A set of named resources and their locks.
+///
+/// Annotated functions use [`Registry::global`] unless given another one
+/// with `registry = ...`. Build separate registries to isolate tests or
+/// tenants: the same name in two registries is two unrelated locks.
+///
+/// Cheap to clone; clones share the same resources.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let registry = keylock_runtime::Registry::builder()
+///     .fairness_bound(Duration::ZERO) // strict FIFO hand-off
+///     .build();
+/// let sessions = registry.keyed::<u64>("sessions");
+/// let guard = sessions.write(&7).await;
+/// let err = sessions
+///     .key(&7)
+///     .write_timeout(Duration::from_millis(10))
+///     .await
+///     .unwrap_err();
+/// assert!(err.is_timeout());
+/// drop(guard);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: u64,
+    fairness: Fairness,
+    fairness_bound: Duration,
+    resources: Mutex<HashMap<Arc<str>, Arc<ResourceCore>>>,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Registry {
+    /// The process-wide registry, created on first use with default
+    /// settings. Annotations use it unless told otherwise.
+    pub fn global() -> &'static Registry {
+        static GLOBAL: OnceLock<Registry> = OnceLock::new();
+        GLOBAL.get_or_init(Registry::new)
+    }
+
+    /// A new, empty registry with default settings.
+    pub fn new() -> Self {
+        Registry::builder().build()
+    }
+
+    /// Configures a new registry.
+    pub fn builder() -> RegistryBuilder {
+        RegistryBuilder {
+            fairness_bound: DEFAULT_FAIRNESS_BOUND,
+        }
+    }
+
+    /// Identifies this registry (and its clones) within the process.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The fairness bound this registry was built with.
+    pub fn fairness_bound(&self) -> Duration {
+        self.inner.fairness_bound
+    }
+
+    /// The resource called `name`, created on first use.
+    ///
+    /// **Locking behaviour:** takes the registry's table lock briefly; keep
+    /// the returned handle (or a [`Keyed`]) for hot paths.
+    pub fn resource(&self, name: &str) -> Resource {
+        let mut resources = self
+            .inner
+            .resources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(core) = resources.get(name) {
+            return Resource::from_core(Arc::clone(core));
+        }
+        let name: Arc<str> = Arc::from(name);
+        let core = Arc::new(ResourceCore::new(Arc::clone(&name), self.inner.fairness));
+        resources.insert(name, Arc::clone(&core));
+        Resource::from_core(core)
+    }
+
+    /// The keyed locks of resource `name` for keys of type `K`.
+    pub fn keyed<K: Key>(&self, name: &str) -> Keyed<K> {
+        self.resource(name).keyed()
+    }
+
+    /// A handle to the own (unkeyed) lock of resource `name`.
+    pub fn lock(&self, name: &str) -> Lock {
+        self.resource(name).lock()
+    }
+
+    /// A handle to the lock of `key` in resource `name`.
+    pub fn key_lock<Q>(&self, name: &str, key: &Q) -> Lock
+    where
+        Q: ?Sized + LockKey,
+    {
+        self.resource(name).key(key)
+    }
+
+    /// All resources created so far, sorted by name.
+    pub fn resources(&self) -> Vec<Resource> {
+        let resources = self
+            .inner
+            .resources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<Resource> = resources
+            .values()
+            .map(|core| Resource::from_core(Arc::clone(core)))
+            .collect();
+        drop(resources);
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all
+    }
+
+    /// A snapshot of every resource's figures, sorted by name.
+    pub fn stats(&self) -> Vec<ResourceStats> {
+        self.resources().iter().map(Resource::stats).collect()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new()
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("id", &self.inner.id)
+            .field("fairness_bound", &self.inner.fairness_bound)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings for a new [`Registry`].
+#[derive(Debug, Clone)]
+#[must_use = "call `.build()` to create the registry"]
+pub struct RegistryBuilder {
+    fairness_bound: Duration,
+}
+
+impl RegistryBuilder {
+    /// How long the head of a lock's queue may be overtaken by newcomers
+    /// before a release hands the lock to it directly. Default: 500 µs.
+    ///
+    /// While the head has waited less than this, a release frees the lock
+    /// and wakes the head to compete for it, so a thread that releases and
+    /// re-acquires at once does not pay a thread wake-up each time. Queued
+    /// callers never overtake each other. `Duration::ZERO` gives strict
+    /// first-come, first-served hand-off.
+    pub fn fairness_bound(mut self, bound: Duration) -> Self {
+        self.fairness_bound = bound;
+        self
+    }
+
+    /// Creates the registry.
+    pub fn build(self) -> Registry {
+        Registry {
+            inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                fairness: Fairness::new(self.fairness_bound),
+                fairness_bound: self.fairness_bound,
+                resources: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Named resources: a resource's own lock, its keyed locks and its counters.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::key::{Key, LockKey};
+use crate::keyed::{KeyMap, Keyed};
+use crate::lock::{Acquire, Lock, ReadGuard, Site, WriteGuard};
+use crate::raw::{Access, Fairness, RawRwLock};
+use crate::stats::{Counters, Event, ResourceStats};
+
+/// Type-erased view of a [`KeyMap`], for figures that span key types.
+pub(crate) trait AnyKeyMap: Send + Sync {
+    fn live_keys(&self) -> usize;
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+/// Shared state of one named resource.
+pub(crate) struct ResourceCore {
+    name: Arc<str>,
+    lock: RawRwLock,
+    fairness: Fairness,
+    counters: Counters,
+    /// One map per key type used with this resource. Weak, because maps
+    /// point back at their resource; a map lives while a [`Keyed`] handle or
+    /// a key entry uses it.
+    keyed: Mutex<HashMap<TypeId, Weak<dyn AnyKeyMap>>>,
+}
+
+impl ResourceCore {
+    pub(crate) fn new(name: Arc<str>, fairness: Fairness) -> Self {
+        ResourceCore {
+            name,
+            lock: RawRwLock::new(fairness),
+            fairness,
+            counters: Counters::default(),
+            keyed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn name_arc(&self) -> Arc<str> {
+        Arc::clone(&self.name)
+    }
+
+    pub(crate) fn fairness(&self) -> Fairness {
+        self.fairness
+    }
+
+    /// The statistics hook: every acquisition outcome of this resource, its
+    /// own lock and every key, is recorded here.
+    pub(crate) fn record(&self, event: Event) {
+        self.counters.record(event);
+    }
+
+    fn live_keys(&self) -> usize {
+        let maps = self.keyed.lock().unwrap_or_else(|p| p.into_inner());
+        maps.values()
+            .filter_map(Weak::upgrade)
+            .map(|map| map.live_keys())
+            .sum()
+    }
+}
+
+impl Site for ResourceCore {
+    fn raw(&self) -> &RawRwLock {
+        &self.lock
+    }
+    fn resource(&self) -> &ResourceCore {
+        self
+    }
+    fn key_debug(&self) -> Option<String> {
+        None
+    }
+    fn retain(&self) {}
+    fn release_handle(&self) {}
+}
+
+/// A named resource of a [`Registry`](crate::Registry): its own read/write
+/// lock, and any number of keyed locks.
+///
+/// The resource's own lock and its keys are independent locks: holding key
+/// `42` of `"sessions"` does not exclude a holder of `"sessions"` itself.
+///
+/// Cheap to clone; all clones refer to the same resource.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let registry = keylock_runtime::Registry::new();
+/// let db = registry.resource("db");
+/// let a = db.read().await;
+/// let b = db.read().await; // readers share
+/// assert_eq!(db.lock().readers(), 2);
+/// drop((a, b));
+/// let _w = db.write().await;
+/// assert!(db.lock().is_write_locked());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Resource {
+    core: Arc<ResourceCore>,
+}
+
+impl Resource {
+    pub(crate) fn from_core(core: Arc<ResourceCore>) -> Self {
+        Resource { core }
+    }
+
+    /// The resource's name.
+    pub fn name(&self) -> &str {
+        self.core.name()
+    }
+
+    /// A handle to the resource's own (unkeyed) lock.
+    pub fn lock(&self) -> Lock {
+        Lock::from_site(Arc::clone(&self.core) as Arc<dyn Site>)
+    }
+
+    /// Waits for shared access to the resource's own lock.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes leaves nothing behind.
+    pub fn read(&self) -> Acquire<ReadGuard> {
+        self.lock().acquire(Access::Read)
+    }
+
+    /// Waits for exclusive access to the resource's own lock.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes leaves nothing behind.
+    pub fn write(&self) -> Acquire<WriteGuard> {
+        self.lock().acquire(Access::Write)
+    }
+
+    /// The keyed locks of this resource for keys of type `K`.
+    ///
+    /// Keep the returned handle to skip the resource's type lookup on every
+    /// call.
+    pub fn keyed<K: Key>(&self) -> Keyed<K> {
+        let mut maps = self.core.keyed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(map) = maps.get(&TypeId::of::<K>()).and_then(Weak::upgrade) {
+            if let Ok(map) = map.as_any().downcast::<KeyMap<K>>() {
+                return Keyed::from_map(map);
+            }
+        }
+        let map = Arc::new(KeyMap::<K>::new(Arc::clone(&self.core)));
+        let erased: Arc<dyn AnyKeyMap> = map.clone();
+        maps.insert(TypeId::of::<K>(), Arc::downgrade(&erased));
+        Keyed::from_map(map)
+    }
+
+    /// A handle to the lock of one key; see [`Keyed::key`].
+    pub fn key<Q>(&self, key: &Q) -> Lock
+    where
+        Q: ?Sized + LockKey,
+    {
+        self.keyed::<Q::Owned>().key(key)
+    }
+
+    /// Keys of this resource currently held or waited for, over all key
+    /// types.
+    pub fn live_keys(&self) -> usize {
+        self.core.live_keys()
+    }
+
+    /// A snapshot of this resource's figures.
+    pub fn stats(&self) -> ResourceStats {
+        self.core.counters.snapshot(self.name(), self.live_keys())
+    }
+}
+
+impl fmt::Debug for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resource")
+            .field("name", &self.name())
+            .field("lock", &self.core.lock)
+            .field("live_keys", &self.live_keys())
+            .finish()
+    }
+}

@@ -1,0 +1,15 @@
+//! keylock: concurrency control as a one-line annotation.
+
+#![forbid(unsafe_code)]
+
+pub use keylock_runtime::{
+    Access, Acquire, Error, Key, Keyed, Lock, LockKey, ReadGuard, Registry, RegistryBuilder,
+    Resource, ResourceStats, WriteGuard, DEFAULT_FAIRNESS_BOUND,
+};
+
+#[doc(hidden)]
+pub mod __private {
+    //! Support for the code keylock's attributes generate. **Not a stable
+    //! API**: it may change in any release.
+    pub use keylock_runtime::__private::*;
+}
