@@ -95,3 +95,6 @@ pub use raw::Access;
 pub use registry::{Registry, RegistryBuilder, DEFAULT_FAIRNESS_BOUND};
 pub use resource::Resource;
 pub use stats::ResourceStats;
+
+#[cfg(all(test, loom))]
+mod loom_models;

@@ -1,0 +1,179 @@
+//! loom models of the lock core and of the key entry lifetime.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test -p keylock-runtime --release --lib loom`
+//! (`.ci/run` does, with bounded preemptions).
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Context;
+use std::time::Duration;
+
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::thread;
+
+use crate::Registry;
+
+/// Builds a registry whose fairness decision needs no clock: hand the lock
+/// over always (`ZERO`) or only let waiters compete (`MAX`).
+fn registry(bound: Duration) -> Registry {
+    Registry::builder().fairness_bound(bound).build()
+}
+
+/// Lookup racing removal: the releasing holder removes the entry while a
+/// newcomer looks the key up. Mutual exclusion holds, and no entry is left.
+#[test]
+fn lookup_races_removal() {
+    for bound in [Duration::ZERO, Duration::MAX] {
+        loom::model(move || {
+            let keys = registry(bound).keyed::<u64>("k");
+            let inside = Arc::new(AtomicUsize::new(0));
+            let first = keys.write_blocking(&1);
+            let handle = {
+                let keys = keys.clone();
+                let inside = inside.clone();
+                thread::spawn(move || {
+                    let _guard = keys.write_blocking(&1);
+                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                })
+            };
+            assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+            inside.fetch_sub(1, Ordering::SeqCst);
+            drop(first);
+            handle.join().unwrap();
+            assert_eq!(keys.live_keys(), 0);
+            assert!(!keys.is_locked(&1));
+        });
+    }
+}
+
+/// The eviction sequence of RELIABILITY item 4: A holds, B looks the key
+/// up, A releases (and may remove the entry), C arrives. B and C never hold
+/// the key together: removal can never leave B on a lock C cannot find.
+#[test]
+fn removal_never_doubles_a_live_lock() {
+    loom::model(|| {
+        let keys = registry(Duration::ZERO).keyed::<u64>("k");
+        let inside = Arc::new(AtomicUsize::new(0));
+        let a = keys.write_blocking(&1);
+        let b = {
+            let keys = keys.clone();
+            let inside = inside.clone();
+            thread::spawn(move || {
+                let _guard = keys.write_blocking(&1);
+                assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+                inside.fetch_sub(1, Ordering::SeqCst);
+            })
+        };
+        drop(a);
+        {
+            let _c = keys.write_blocking(&1);
+            assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+            inside.fetch_sub(1, Ordering::SeqCst);
+        }
+        b.join().unwrap();
+        assert_eq!(keys.live_keys(), 0);
+    });
+}
+
+/// Two newcomers race to create the entry of one key: they get one lock.
+#[test]
+fn concurrent_creation_yields_one_lock() {
+    loom::model(|| {
+        let keys = registry(Duration::ZERO).keyed::<u64>("k");
+        let inside = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let keys = keys.clone();
+                let inside = inside.clone();
+                thread::spawn(move || {
+                    let _guard = keys.write_blocking(&9);
+                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        assert_eq!(keys.live_keys(), 0);
+    });
+}
+
+/// An acquisition polled once (so possibly queued) and then dropped while
+/// the holder releases concurrently: nothing is left behind and the lock is
+/// free.
+#[test]
+fn acquire_polled_once_then_dropped() {
+    for bound in [Duration::ZERO, Duration::MAX] {
+        loom::model(move || {
+            let keys = registry(bound).keyed::<u64>("k");
+            let held = keys.write_blocking(&1);
+            let releaser = thread::spawn(move || drop(held));
+            {
+                let mut acquire = pin!(keys.write(&1));
+                let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+                let _ = acquire.as_mut().poll(&mut cx);
+            }
+            releaser.join().unwrap();
+            assert!(!keys.is_locked(&1));
+            assert_eq!(keys.waiters(&1), 0);
+            assert_eq!(keys.live_keys(), 0);
+            drop(keys.try_write(&1).expect("lock left free"));
+        });
+    }
+}
+
+/// An async waiter and a blocking thread share one lock: the task waits for
+/// the thread's guard and is woken by its release.
+#[test]
+fn task_waits_for_thread() {
+    for bound in [Duration::ZERO, Duration::MAX] {
+        loom::model(move || {
+            let db = registry(bound).resource("db");
+            let inside = Arc::new(AtomicUsize::new(0));
+            let thread_side = {
+                let db = db.clone();
+                let inside = inside.clone();
+                thread::spawn(move || {
+                    let _guard = db.lock().write_blocking();
+                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                })
+            };
+            loom::future::block_on(async {
+                let _guard = db.write().await;
+                assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+                inside.fetch_sub(1, Ordering::SeqCst);
+            });
+            thread_side.join().unwrap();
+            assert!(!db.lock().is_locked());
+        });
+    }
+}
+
+/// A writer queued behind a reader is not overtaken by a later reader, and
+/// readers and writers never overlap.
+#[test]
+fn reader_writer_exclusion() {
+    loom::model(|| {
+        let db = registry(Duration::ZERO).resource("db");
+        let writers = Arc::new(AtomicUsize::new(0));
+        let reader = {
+            let db = db.clone();
+            let writers = writers.clone();
+            thread::spawn(move || {
+                let _guard = db.lock().read_blocking();
+                assert_eq!(writers.load(Ordering::SeqCst), 0);
+            })
+        };
+        {
+            let _guard = db.lock().write_blocking();
+            assert_eq!(writers.fetch_add(1, Ordering::SeqCst), 0);
+            writers.fetch_sub(1, Ordering::SeqCst);
+        }
+        reader.join().unwrap();
+        assert!(!db.lock().is_locked());
+    });
+}
