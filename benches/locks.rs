@@ -1,1 +1,3 @@
-fn main(){}
+//! Benchmarks: keylock against the hand-written alternatives.
+
+fn main() {}

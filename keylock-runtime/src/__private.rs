@@ -32,7 +32,12 @@ impl SiteCache {
     }
 
     /// Runs `f` with the named resource.
-    pub fn resource<R>(&self, registry: &Registry, name: &str, f: impl FnOnce(&Resource) -> R) -> R {
+    pub fn resource<R>(
+        &self,
+        registry: &Registry,
+        name: &str,
+        f: impl FnOnce(&Resource) -> R,
+    ) -> R {
         let (id, cached) = self
             .cell
             .get_or_init(|| (registry.id(), Box::new(registry.resource(name))));

@@ -110,6 +110,8 @@ mod tests {
     }
 
     #[test]
+    // The explicit borrow is what selects the reference-stripping impl.
+    #[allow(clippy::needless_borrow)]
     fn probe_strips_one_reference() {
         let id = 5u64;
         let name: &str = "general";

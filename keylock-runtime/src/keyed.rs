@@ -279,7 +279,9 @@ mod shards {
     use super::*;
 
     #[cfg(not(loom))]
-    pub(super) struct Shards<K: Key>(dashmap::DashMap<K, Arc<Entry<K>>, foldhash::fast::RandomState>);
+    pub(super) struct Shards<K: Key>(
+        dashmap::DashMap<K, Arc<Entry<K>>, foldhash::fast::RandomState>,
+    );
 
     #[cfg(not(loom))]
     impl<K: Key> Shards<K> {

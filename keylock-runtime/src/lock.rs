@@ -336,7 +336,11 @@ impl<G: FromHeld> Future for Acquire<G> {
         let Some(lock) = this.lock.as_ref() else {
             panic!("`Acquire` polled after completion");
         };
-        match lock.site.raw().poll_acquire(this.access, &mut this.slot, cx) {
+        match lock
+            .site
+            .raw()
+            .poll_acquire(this.access, &mut this.slot, cx)
+        {
             Poll::Pending => Poll::Pending,
             Poll::Ready(contention) => {
                 let Some(lock) = this.lock.take() else {

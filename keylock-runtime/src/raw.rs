@@ -336,12 +336,10 @@ impl RawRwLock {
                 0
             };
             let next = ((after & HOLDERS) + plan.add) | parked;
-            match self.state.compare_exchange_weak(
-                state,
-                next,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => return queue.apply(&plan),
                 Err(actual) => state = actual,
             }
@@ -495,8 +493,7 @@ impl RawRwLock {
                 }
             }
             let mut queue = sync::lock(&self.queue);
-            if !queue.waiters.contains_key(&ticket)
-                || self.retry_queued(&mut queue, ticket, access)
+            if !queue.waiters.contains_key(&ticket) || self.retry_queued(&mut queue, ticket, access)
             {
                 return Ok(Contention::Contended);
             }
@@ -592,7 +589,10 @@ mod tests {
         assert!(lock
             .poll_acquire(Access::Write, &mut slot, &mut cx)
             .is_pending());
-        assert!(!lock.try_acquire(Access::Read), "reader overtook a queued writer");
+        assert!(
+            !lock.try_acquire(Access::Read),
+            "reader overtook a queued writer"
+        );
         lock.release(Access::Read);
         assert!(woken.0.load(std::sync::atomic::Ordering::SeqCst));
         // Handed over: the lock is held for the writer before it runs.
