@@ -13,3 +13,5 @@ pub mod __private {
     //! API**: it may change in any release.
     pub use keylock_runtime::__private::*;
 }
+
+pub use keylock_macros::{read_lock, write_lock};

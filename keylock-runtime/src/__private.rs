@@ -5,13 +5,17 @@
 
 use std::any::Any;
 use std::sync::OnceLock;
+use std::time::Duration;
 
-use crate::key::Key;
+use crate::error::Error;
+use crate::key::{Key, LockKey};
 use crate::keyed::Keyed;
+use crate::lock::{Acquire, FromHeld, Lock, ReadGuard, WriteGuard};
+use crate::raw::Access;
 use crate::registry::Registry;
 use crate::resource::Resource;
 
-pub use crate::key::{KeyProbe, KeyProbeRef, KeyProbeValue, LockKey};
+pub use crate::key::{KeyProbe, KeyProbeRef, KeyProbeValue};
 
 /// A per-call-site cache of the resource handle, so that an annotated
 /// function never looks its resource up by name after the first call.
@@ -31,35 +35,38 @@ impl SiteCache {
         }
     }
 
-    /// Runs `f` with the named resource.
-    pub fn resource<R>(
-        &self,
-        registry: &Registry,
-        name: &str,
-        f: impl FnOnce(&Resource) -> R,
-    ) -> R {
+    /// The own lock of the named resource.
+    pub fn lock(&self, registry: &Registry, name: impl Fn() -> &'static str) -> Lock {
         let (id, cached) = self
             .cell
-            .get_or_init(|| (registry.id(), Box::new(registry.resource(name))));
+            .get_or_init(|| (registry.id(), Box::new(registry.resource(name()))));
         match cached.downcast_ref::<Resource>() {
-            Some(resource) if *id == registry.id() => f(resource),
-            _ => f(&registry.resource(name)),
+            Some(resource) if *id == registry.id() => resource.lock(),
+            _ => registry.resource(name()).lock(),
         }
+    }
+
+    /// The lock of `key` in the named resource.
+    pub fn key_lock<Q>(&self, registry: &Registry, name: impl Fn() -> &'static str, key: &Q) -> Lock
+    where
+        Q: ?Sized + LockKey,
+    {
+        self.keyed::<Q::Owned, _>(registry, name, |keyed| keyed.key(key))
     }
 
     /// Runs `f` with the keyed locks of the named resource for key type `K`.
     pub fn keyed<K: Key, R>(
         &self,
         registry: &Registry,
-        name: &str,
+        name: impl Fn() -> &'static str,
         f: impl FnOnce(&Keyed<K>) -> R,
     ) -> R {
         let (id, cached) = self
             .cell
-            .get_or_init(|| (registry.id(), Box::new(registry.keyed::<K>(name))));
+            .get_or_init(|| (registry.id(), Box::new(registry.keyed::<K>(name()))));
         match cached.downcast_ref::<Keyed<K>>() {
             Some(keyed) if *id == registry.id() => f(keyed),
-            _ => f(&registry.keyed::<K>(name)),
+            _ => f(&registry.keyed::<K>(name())),
         }
     }
 }
@@ -69,3 +76,96 @@ impl Default for SiteCache {
         SiteCache::new()
     }
 }
+
+/// The path of the function whose marker item has this type name:
+/// `my_crate::Bot::handle::__keylock_marker` gives `my_crate::Bot::handle`.
+pub fn fn_path(marker_type_name: &'static str) -> &'static str {
+    let mut path = marker_type_name;
+    if let Some(index) = path.rfind("::") {
+        path = &path[..index];
+    }
+    while let Some(stripped) = path.strip_suffix("::{{closure}}") {
+        path = stripped;
+    }
+    path
+}
+
+/// How an annotated function reports that its lock was not acquired
+/// (a timeout, or `on_busy = "skip"` finding it held).
+#[diagnostic::on_unimplemented(
+    message = "a function whose lock can fail (`timeout` or `on_busy = \"skip\"`) cannot return `{Self}`",
+    label = "the lock can fail here, and `{Self}` cannot say so",
+    note = "return `Result<_, E>` where `E: From<keylock::Error>` (gets `Err`), `Option<_>` (gets `None`) or `()` (returns early)",
+    note = "or remove `timeout` / `on_busy = \"skip\"`, so the function waits until the lock is free"
+)]
+pub trait LockFailure {
+    /// The value the function returns when the lock was not acquired.
+    fn from_lock_error(error: Error) -> Self;
+}
+
+impl<T, E: From<Error>> LockFailure for Result<T, E> {
+    fn from_lock_error(error: Error) -> Self {
+        Err(E::from(error))
+    }
+}
+
+impl<T> LockFailure for Option<T> {
+    fn from_lock_error(_: Error) -> Self {
+        None
+    }
+}
+
+impl LockFailure for () {
+    fn from_lock_error(_: Error) {}
+}
+
+macro_rules! acquire_fns {
+    ($guard:ident, $access:expr, $wait:ident, $timeout:ident, $try:ident, $blocking:ident, $blocking_timeout:ident) => {
+        /// Waits for the lock.
+        pub fn $wait(lock: Lock) -> Acquire<$guard> {
+            lock.acquire($access)
+        }
+
+        /// Waits at most `timeout` for the lock.
+        pub async fn $timeout(lock: Lock, timeout: Duration) -> Result<$guard, Error> {
+            lock.acquire_timeout($access, timeout)
+                .await
+                .map($guard::from_held)
+        }
+
+        /// Takes the lock if it is free.
+        pub fn $try(lock: Lock) -> Result<$guard, Error> {
+            lock.try_acquire($access).map($guard::from_held)
+        }
+
+        /// Blocks until the lock is held.
+        pub fn $blocking(lock: Lock) -> $guard {
+            lock.$blocking()
+        }
+
+        /// Blocks at most `timeout` for the lock.
+        pub fn $blocking_timeout(lock: Lock, timeout: Duration) -> Result<$guard, Error> {
+            lock.acquire_blocking_timeout($access, timeout)
+                .map($guard::from_held)
+        }
+    };
+}
+
+acquire_fns!(
+    ReadGuard,
+    Access::Read,
+    read,
+    read_timeout,
+    try_read,
+    read_blocking,
+    read_blocking_timeout
+);
+acquire_fns!(
+    WriteGuard,
+    Access::Write,
+    write,
+    write_timeout,
+    try_write,
+    write_blocking,
+    write_blocking_timeout
+);

@@ -61,8 +61,10 @@ impl<T: Key> LockKey for [T] {
 /// one layer of reference: `key = channel_id` (a `u64`), `key = name` (a
 /// `&str`) and `key = &msg.author` (a `&String`) all look up the referent.
 ///
-/// Method resolution picks [`KeyProbeRef`] when the expression is a
-/// reference and [`KeyProbeValue`] otherwise. Not a stable API.
+/// Called as `(&&KeyProbe(&(expr))).key()`: method resolution tries
+/// [`KeyProbeRef`] (implemented for `&KeyProbe<&T>`) one auto-deref step
+/// before [`KeyProbeValue`] (implemented for `KeyProbe<T>`), so a reference
+/// is stripped and any other value is taken as it is. Not a stable API.
 #[doc(hidden)]
 pub struct KeyProbe<'a, T: ?Sized>(pub &'a T);
 
@@ -116,9 +118,9 @@ mod tests {
         let id = 5u64;
         let name: &str = "general";
         let owned_name = String::from("general");
-        let by_value: &u64 = (&KeyProbe(&id)).key();
-        let by_str: &str = (&KeyProbe(&name)).key();
-        let by_ref: &String = (&KeyProbe(&&owned_name)).key();
+        let by_value: &u64 = (&&KeyProbe(&id)).key();
+        let by_str: &str = (&&KeyProbe(&name)).key();
+        let by_ref: &String = (&&KeyProbe(&&owned_name)).key();
         assert_eq!(*by_value, 5);
         assert_eq!(by_str, "general");
         assert_eq!(by_ref, "general");

@@ -1,0 +1,143 @@
+//! From tokens to tokens: parse, validate, expand, and on any error still
+//! emit the user's item next to the error.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::{Attribute, ItemFn};
+
+use crate::args::{Args, Errors, Kind};
+use crate::{expand, validate};
+
+/// Runs one attribute of `kind` on `item`.
+pub(crate) fn attribute(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut function = match parse_function(kind, item.clone()) {
+        Ok(function) => function,
+        Err(error) => return with_error(item, &error),
+    };
+    let mut errors = Errors::default();
+    let mut steps = Vec::new();
+    match Args::parse(kind, args) {
+        Ok(args) => steps.push(args),
+        Err(error) => errors.add(error),
+    }
+    // Later keylock attributes on the same function are expanded here, in
+    // the order they are written, so stacked attributes acquire in that
+    // order.
+    for (kind, tokens) in take_stacked(&mut function.attrs) {
+        match Args::parse(kind, tokens) {
+            Ok(args) => steps.push(args),
+            Err(error) => errors.add(error),
+        }
+    }
+    for step in &steps {
+        errors.push(validate::combination(step));
+    }
+    errors.push(validate::function(kind, &function));
+    if let Err(error) = errors.finish() {
+        return with_error(quote!(#function), &error);
+    }
+    expand::function(&steps, function)
+}
+
+fn with_error(item: TokenStream, error: &syn::Error) -> TokenStream {
+    let error = error.to_compile_error();
+    quote!(#item #error)
+}
+
+fn parse_function(kind: Kind, item: TokenStream) -> syn::Result<ItemFn> {
+    if let Ok(function) = syn::parse2::<ItemFn>(item.clone()) {
+        return Ok(function);
+    }
+    let attr = kind.attr_name();
+    if let Ok(method) = syn::parse2::<syn::TraitItemFn>(item.clone()) {
+        if method.default.is_none() {
+            return Err(syn::Error::new_spanned(
+                &method.sig,
+                format!(
+                    "`#[{attr}]` needs a function body to wrap; put it on the implementations of this method, or give it a default body"
+                ),
+            ));
+        }
+    }
+    let message = format!("`#[{attr}]` can only be applied to functions and methods");
+    Err(match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(other) => syn::Error::new_spanned(item_keyword(&other), message),
+        Err(_) => syn::Error::new_spanned(item, message),
+    })
+}
+
+/// The tokens naming an item's kind (`struct Foo`, `const X`), for errors.
+fn item_keyword(item: &syn::Item) -> TokenStream {
+    match item {
+        syn::Item::Struct(item) => {
+            let (token, ident) = (&item.struct_token, &item.ident);
+            quote!(#token #ident)
+        }
+        syn::Item::Enum(item) => {
+            let (token, ident) = (&item.enum_token, &item.ident);
+            quote!(#token #ident)
+        }
+        syn::Item::Const(item) => {
+            let (token, ident) = (&item.const_token, &item.ident);
+            quote!(#token #ident)
+        }
+        syn::Item::Static(item) => {
+            let (token, ident) = (&item.static_token, &item.ident);
+            quote!(#token #ident)
+        }
+        syn::Item::Impl(item) => {
+            let token = &item.impl_token;
+            quote!(#token)
+        }
+        syn::Item::Trait(item) => {
+            let (token, ident) = (&item.trait_token, &item.ident);
+            quote!(#token #ident)
+        }
+        syn::Item::Mod(item) => {
+            let (token, ident) = (&item.mod_token, &item.ident);
+            quote!(#token #ident)
+        }
+        syn::Item::Type(item) => {
+            let (token, ident) = (&item.type_token, &item.ident);
+            quote!(#token #ident)
+        }
+        other => quote!(#other),
+    }
+}
+
+/// Removes the keylock attributes written below this one and returns their
+/// kinds and argument tokens.
+fn take_stacked(attrs: &mut Vec<Attribute>) -> Vec<(Kind, TokenStream)> {
+    let mut stacked = Vec::new();
+    attrs.retain(|attr| {
+        let Some(kind) = keylock_kind(attr) else {
+            return true;
+        };
+        let tokens = match &attr.meta {
+            syn::Meta::List(list) => list.tokens.clone(),
+            _ => TokenStream::new(),
+        };
+        stacked.push((kind, tokens));
+        false
+    });
+    stacked
+}
+
+fn keylock_kind(attr: &Attribute) -> Option<Kind> {
+    let segments: Vec<String> = attr
+        .path()
+        .segments
+        .iter()
+        .map(|segment| segment.ident.to_string())
+        .collect();
+    let last = match segments.as_slice() {
+        [last] => last,
+        [krate, last] if krate == "keylock" => last,
+        _ => return None,
+    };
+    match last.as_str() {
+        "read_lock" => Some(Kind::Read),
+        "write_lock" => Some(Kind::Write),
+        _ => None,
+    }
+}
