@@ -110,11 +110,16 @@ fn guard_binding(step: &Args, index: usize) -> TokenStream {
 
 /// Returns from the function with the failure converted through its return
 /// type, spanned on the argument that made failure possible.
-fn fail(private: &TokenStream, span: Span) -> TokenStream {
+fn fail(step: &Args, span: Span) -> TokenStream {
     let site = Span::mixed_site();
     let error = quote_spanned!(site=> __keylock_error);
-    let convert = quote_spanned!(span=> #private::LockFailure::from_lock_error);
-    quote!(return #convert(#error))
+    // Every token of the path carries the argument's span, so the error
+    // for an unsupported return type points at `timeout` / `on_busy`.
+    let krate = match &step.krate {
+        Some(path) => quote_spanned!(span=> #path),
+        None => quote_spanned!(span=> ::keylock),
+    };
+    quote_spanned!(span=> return #krate::__private::LockFailure::from_lock_error(#error))
 }
 
 fn lock_step(step: &Args, mode: Mode, index: usize) -> TokenStream {
@@ -147,7 +152,7 @@ fn lock_step(step: &Args, mode: Mode, index: usize) -> TokenStream {
     let acquire = match (mode, &step.on_busy, &step.timeout) {
         (_, Some(on_busy), _) if on_busy.value == OnBusy::Skip => {
             let function = format_ident!("try_{}", access);
-            let fail = fail(&private, on_busy.span);
+            let fail = fail(step, on_busy.span);
             quote!(match #private::#function(#lock) {
                 ::core::result::Result::Ok(guard) => guard,
                 ::core::result::Result::Err(#error) => #fail,
@@ -156,7 +161,7 @@ fn lock_step(step: &Args, mode: Mode, index: usize) -> TokenStream {
         (Mode::Async, _, Some(timeout)) => {
             let function = format_ident!("{}_timeout", access);
             let millis = timeout.value.millis;
-            let fail = fail(&private, timeout.span);
+            let fail = fail(step, timeout.span);
             quote!(match #private::#function(#lock, ::core::time::Duration::from_millis(#millis)).await {
                 ::core::result::Result::Ok(guard) => guard,
                 ::core::result::Result::Err(#error) => #fail,
@@ -165,7 +170,7 @@ fn lock_step(step: &Args, mode: Mode, index: usize) -> TokenStream {
         (Mode::Blocking, _, Some(timeout)) => {
             let function = format_ident!("{}_blocking_timeout", access);
             let millis = timeout.value.millis;
-            let fail = fail(&private, timeout.span);
+            let fail = fail(step, timeout.span);
             quote!(match #private::#function(#lock, ::core::time::Duration::from_millis(#millis)) {
                 ::core::result::Result::Ok(guard) => guard,
                 ::core::result::Result::Err(#error) => #fail,

@@ -1,0 +1,95 @@
+//! Annotated functions add no warnings, under rustc and clippy's pedantic
+//! set (`cargo clippy --all-targets` checks this file).
+
+#![deny(warnings, clippy::all, clippy::pedantic, unused_qualifications)]
+
+use std::sync::LazyLock;
+
+use keylock::{read_lock, write_lock, Registry};
+
+static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+/// An error that carries lock failures.
+#[derive(Debug)]
+pub struct AppError(keylock::Error);
+
+impl AppError {
+    /// What went wrong with the lock.
+    #[must_use]
+    pub fn lock_error(&self) -> &keylock::Error {
+        &self.0
+    }
+}
+
+impl From<keylock::Error> for AppError {
+    fn from(error: keylock::Error) -> Self {
+        AppError(error)
+    }
+}
+
+/// A struct users already have.
+pub struct Store {
+    registry: Registry,
+    rows: Vec<u64>,
+}
+
+impl Store {
+    /// Reads under a shared lock.
+    #[read_lock("rows", registry = self.registry)]
+    #[must_use]
+    pub fn row_count(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Writes under an exclusive per-key lock, with a timeout.
+    ///
+    /// # Errors
+    ///
+    /// When the key stays busy for a second.
+    #[write_lock("rows", key = row, timeout = "1s", registry = self.registry)]
+    pub async fn push(&mut self, row: u64) -> Result<(), AppError> {
+        self.rows.push(row);
+        Ok(())
+    }
+
+    /// Skips when busy; binds the guard.
+    #[write_lock("rows", on_busy = "skip", guard = guard, registry = self.registry)]
+    pub fn clear(&mut self) -> Option<usize> {
+        let count = self.rows.len();
+        self.rows.clear();
+        drop(guard);
+        Some(count)
+    }
+}
+
+#[write_lock(key = name, registry = REGISTRY)]
+fn by_name(name: &str) -> usize {
+    name.len()
+}
+
+#[write_lock("pair", key = (a, b), registry = REGISTRY, timeout = "250ms")]
+async fn pair(a: u8, b: u8) -> Option<u16> {
+    Some(u16::from(a) + u16::from(b))
+}
+
+#[test]
+fn annotated_functions_work_without_warnings() {
+    let mut store = Store {
+        registry: Registry::new(),
+        rows: vec![1],
+    };
+    assert_eq!(store.row_count(), 1);
+    assert_eq!(store.clear(), Some(1));
+    assert_eq!(by_name("abc"), 3);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        if let Err(error) = store.push(2).await {
+            panic!("{}", error.lock_error());
+        }
+        assert_eq!(pair(1, 2).await, Some(3));
+    });
+    assert_eq!(store.row_count(), 1);
+}

@@ -1,0 +1,6 @@
+use keylock::read_lock;
+
+#[read_lock(db)]
+fn query() {}
+
+fn main() {}
