@@ -1,5 +1,4 @@
-//! keylock: concurrency control as a one-line annotation.
-
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
 pub use keylock_runtime::{
@@ -7,11 +6,15 @@ pub use keylock_runtime::{
     Resource, ResourceStats, WriteGuard, DEFAULT_FAIRNESS_BOUND,
 };
 
+#[doc = include_str!("attributes.md")]
+pub use keylock_macros::read_lock;
+
+#[doc = include_str!("attributes.md")]
+pub use keylock_macros::write_lock;
+
 #[doc(hidden)]
 pub mod __private {
     //! Support for the code keylock's attributes generate. **Not a stable
     //! API**: it may change in any release.
     pub use keylock_runtime::__private::*;
 }
-
-pub use keylock_macros::{read_lock, write_lock};
