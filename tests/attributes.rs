@@ -428,3 +428,35 @@ async fn sync_and_async_annotated_functions_exclude_each_other() {
     assert_eq!(MIXED_SECTION.entries(), 200);
     assert_eq!(MIXED_SECTION.overlaps(), 0);
 }
+
+// Other attributes above and below.
+
+#[tracing::instrument]
+#[write_lock("traced-below", registry = FREE)]
+async fn traced_above_lock(x: u32) -> u32 {
+    assert!(FREE.lock("traced-below").is_write_locked());
+    x
+}
+
+#[write_lock("traced-above", registry = FREE)]
+#[tracing::instrument(skip_all)]
+async fn traced_below_lock(x: u32) -> u32 {
+    assert!(FREE.lock("traced-above").is_write_locked());
+    x
+}
+
+#[tracing::instrument]
+#[read_lock("traced-sync", registry = FREE)]
+fn traced_sync(x: u32) -> u32 {
+    assert_eq!(FREE.lock("traced-sync").readers(), 1);
+    x
+}
+
+#[tokio::test]
+async fn works_with_tracing_instrument_above_or_below() {
+    assert_eq!(traced_above_lock(1).await, 1);
+    assert_eq!(traced_below_lock(2).await, 2);
+    assert_eq!(traced_sync(3), 3);
+    assert!(!FREE.lock("traced-below").is_locked());
+    assert!(!FREE.lock("traced-above").is_locked());
+}
