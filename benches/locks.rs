@@ -270,7 +270,9 @@ fn contended_two_threads(c: &mut Criterion) {
         let tokio_mutex = tokio_mutex.clone();
         b.iter_custom(|iters| {
             let tokio_mutex = tokio_mutex.clone();
-            on_threads(2, iters, move |_| drop(black_box(tokio_mutex.blocking_lock())))
+            on_threads(2, iters, move |_| {
+                drop(black_box(tokio_mutex.blocking_lock()))
+            })
         });
     });
     let keys = Registry::new().keyed::<u64>("k");
@@ -378,7 +380,9 @@ fn reports() {
     let elapsed = started.elapsed();
     let after = resident_bytes();
     let growth = match (before, after) {
-        (Some(before), Some(after)) => format!("{:.1} MB", (after.saturating_sub(before)) as f64 / 1e6),
+        (Some(before), Some(after)) => {
+            format!("{:.1} MB", (after.saturating_sub(before)) as f64 / 1e6)
+        }
         _ => "unknown".to_owned(),
     };
     println!(
@@ -391,7 +395,8 @@ fn reports() {
     for (name, op) in [
         ("keylock", {
             let keys = Registry::new().keyed::<u64>("k");
-            Arc::new(move || drop(black_box(keys.write_blocking(&7)))) as Arc<dyn Fn() + Send + Sync>
+            Arc::new(move || drop(black_box(keys.write_blocking(&7))))
+                as Arc<dyn Fn() + Send + Sync>
         }),
         ("parking_lot", {
             let mutex = Arc::new(parking_lot::Mutex::new(()));
@@ -419,7 +424,10 @@ fn reports() {
             .collect();
         std::thread::sleep(run);
         stop.store(true, Ordering::Relaxed);
-        let results: Vec<(Duration, u64)> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
+        let results: Vec<(Duration, u64)> = handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect();
         let worst = results.iter().map(|r| r.0).max().unwrap_or_default();
         let ops: u64 = results.iter().map(|r| r.1).sum();
         println!(

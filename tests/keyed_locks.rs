@@ -226,3 +226,15 @@ async fn strict_registry_hands_over_in_queue_order() {
     }
     assert_eq!(log.take(), ["0", "1", "2", "3", "4"]);
 }
+
+#[tokio::test]
+async fn key_stays_locked_after_every_keyed_handle_is_dropped() {
+    // Regression: the key map must live as long as its resource, or a held
+    // key would be forgotten and a second lock created for it.
+    let registry = registry();
+    let guard = registry.keyed::<u64>("sessions").write(&1).await;
+    assert!(registry.keyed::<u64>("sessions").try_write(&1).is_err());
+    assert!(registry.keyed::<u64>("sessions").is_locked(&1));
+    drop(guard);
+    assert!(registry.keyed::<u64>("sessions").try_write(&1).is_ok());
+}

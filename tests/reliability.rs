@@ -223,6 +223,15 @@ async fn item3_hundred_thousand_keys_leave_no_entries() {
     drop(blocker);
     assert_eq!(keys.live_keys(), 0);
     assert_eq!(keys.resource().stats().live_keys, 0);
+    // Idle entries linger only until a sweep: memory never holds every key
+    // ever seen.
+    assert!(
+        keys.entries_in_memory() <= 2 * 1024 + 1,
+        "{} entries in memory",
+        keys.entries_in_memory()
+    );
+    keys.sweep();
+    assert_eq!(keys.entries_in_memory(), 0);
 }
 
 // 4. Eviction creates a second lock for a live key.

@@ -1,17 +1,25 @@
-//! Keyed resources: one lock per key, created on first use and removed with
-//! its last user.
+//! Keyed resources: one lock per key, created on first use and removed
+//! once unused.
 //!
 //! # Entry lifetime
 //!
 //! Each entry counts its *users*: handles, guards and waiting acquisitions.
 //! The count is raised only under the map's shard lock (when the entry is
-//! looked up) or from an existing user (cloning a handle). The user that
-//! brings it to zero removes the entry under the shard's write lock, and only
-//! if the count is still zero there. So a lookup and a removal of the same
-//! key are serialized by the shard lock: removal can never strand a live
-//! user on an entry that a newcomer no longer finds, and a newcomer can never
-//! create a second lock for a key that is held or awaited. Shard locks are
-//! held only for the lookup itself, never while waiting for a key.
+//! looked up) or from an existing user (cloning a handle). An entry whose
+//! count is zero is *idle*: it stays in the map, so a key used again and
+//! again never pays for an allocation and a removal, until a sweep removes
+//! it. A sweep removes an entry under the shard's write lock, and only if
+//! its count is still zero there. So lookups and removals of the same key
+//! are serialized by the shard lock: removal can never strand a live user
+//! on an entry that a newcomer no longer finds, and a newcomer can never
+//! create a second lock for a key that is held or awaited.
+//!
+//! Sweeps run on the insertion path, when the map has grown past twice the
+//! entries the last sweep kept (and at least [`MIN_SWEEP`]): the map holds
+//! the live keys plus a bounded number of idle ones, never every key ever
+//! seen, and the cost of a sweep is spread over the insertions that made it
+//! necessary. Shard locks are held only for a lookup or a sweep of that
+//! shard, never while waiting for a key.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -21,23 +29,26 @@ use std::sync::Arc;
 use crate::key::{Key, LockKey};
 use crate::lock::{Acquire, Lock, ReadGuard, Site, WriteGuard};
 use crate::raw::{Access, RawRwLock};
-use crate::resource::{AnyKeyMap, Resource, ResourceCore};
+use crate::resource::{AnyKeyMap, Resource, ResourceCore, ResourceInfo};
 use crate::sync::{AtomicUsize, Ordering};
+
+/// Idle entries a map may hold before the first sweep.
+pub(crate) const MIN_SWEEP: usize = 1024;
 
 /// One key's lock.
 pub(crate) struct Entry<K: Key> {
     key: K,
     users: AtomicUsize,
     lock: RawRwLock,
-    map: Arc<KeyMap<K>>,
+    resource: Arc<ResourceInfo>,
 }
 
 impl<K: Key> Site for Entry<K> {
     fn raw(&self) -> &RawRwLock {
         &self.lock
     }
-    fn resource(&self) -> &ResourceCore {
-        &self.map.resource
+    fn resource(&self) -> &ResourceInfo {
+        &self.resource
     }
     fn key_debug(&self) -> Option<String> {
         Some(format!("{:?}", self.key))
@@ -46,28 +57,35 @@ impl<K: Key> Site for Entry<K> {
         self.users.fetch_add(1, Ordering::Relaxed);
     }
     fn release_handle(&self) {
-        if self.users.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.map.entries.remove_unused(&self.key);
-        }
+        // The entry turns idle at zero; a later sweep removes it.
+        self.users.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 /// The entries of one key type of one resource.
 pub(crate) struct KeyMap<K: Key> {
-    resource: Arc<ResourceCore>,
+    resource: Arc<ResourceInfo>,
     entries: shards::Shards<K>,
+    /// Entries inserted since the last sweep, plus those it kept.
+    approximate_len: std::sync::atomic::AtomicUsize,
+    /// Sweep when `approximate_len` passes this.
+    sweep_at: std::sync::atomic::AtomicUsize,
+    sweeping: std::sync::atomic::AtomicBool,
 }
 
 impl<K: Key> KeyMap<K> {
-    pub(crate) fn new(resource: Arc<ResourceCore>) -> Self {
+    pub(crate) fn new(resource: Arc<ResourceInfo>) -> Self {
         KeyMap {
             resource,
             entries: shards::Shards::new(),
+            approximate_len: std::sync::atomic::AtomicUsize::new(0),
+            sweep_at: std::sync::atomic::AtomicUsize::new(MIN_SWEEP),
+            sweeping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// The entry of `key`, created if absent, with one more user counted.
-    fn entry<Q>(self: &Arc<Self>, key: &Q) -> Arc<Entry<K>>
+    fn entry<Q>(&self, key: &Q) -> Arc<Entry<K>>
     where
         Q: ?Sized + LockKey<Owned = K>,
         K: Borrow<Q>,
@@ -75,17 +93,47 @@ impl<K: Key> KeyMap<K> {
         if let Some(entry) = self.entries.get(key) {
             return entry;
         }
-        self.entries.get_or_insert(key.to_owned_key(), |key| {
+        let (entry, inserted) = self.entries.get_or_insert(key.to_owned_key(), |key| {
             Arc::new(Entry {
                 key: key.clone(),
                 users: AtomicUsize::new(0),
                 lock: RawRwLock::new(self.resource.fairness()),
-                map: Arc::clone(self),
+                resource: Arc::clone(&self.resource),
             })
-        })
+        });
+        if inserted {
+            self.after_insert();
+        }
+        entry
     }
 
-    fn lock<Q>(self: &Arc<Self>, key: &Q) -> Lock
+    /// Sweeps idle entries once the map has grown enough to pay for it.
+    /// Runs outside every shard lock.
+    fn after_insert(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let len = self.approximate_len.fetch_add(1, Relaxed) + 1;
+        if len <= self.sweep_at.load(Relaxed)
+            || self
+                .sweeping
+                .compare_exchange(false, true, Ordering::Acquire, Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let kept = self.entries.sweep();
+        self.approximate_len.store(kept, Relaxed);
+        self.sweep_at.store((kept * 2).max(MIN_SWEEP), Relaxed);
+        self.sweeping.store(false, Ordering::Release);
+    }
+
+    /// Removes every idle entry now.
+    pub(crate) fn sweep(&self) {
+        let kept = self.entries.sweep();
+        self.approximate_len
+            .store(kept, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn lock<Q>(&self, key: &Q) -> Lock
     where
         Q: ?Sized + LockKey<Owned = K>,
         K: Borrow<Q>,
@@ -96,7 +144,7 @@ impl<K: Key> KeyMap<K> {
 
 impl<K: Key> AnyKeyMap for KeyMap<K> {
     fn live_keys(&self) -> usize {
-        self.entries.len()
+        self.entries.live()
     }
     fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
         self
@@ -123,24 +171,26 @@ impl<K: Key> AnyKeyMap for KeyMap<K> {
 /// assert!(channels.is_locked(&1));
 /// assert!(channels.try_write(&1).is_err());
 /// drop((a, b));
-/// assert_eq!(channels.live_keys(), 0); // entries leave with their last user
+/// assert_eq!(channels.live_keys(), 0); // nobody holds or waits for a key
 /// # }
 /// ```
 pub struct Keyed<K: Key> {
     map: Arc<KeyMap<K>>,
+    resource: Arc<ResourceCore>,
 }
 
 impl<K: Key> Clone for Keyed<K> {
     fn clone(&self) -> Self {
         Keyed {
             map: Arc::clone(&self.map),
+            resource: Arc::clone(&self.resource),
         }
     }
 }
 
 impl<K: Key> Keyed<K> {
-    pub(crate) fn from_map(map: Arc<KeyMap<K>>) -> Self {
-        Keyed { map }
+    pub(crate) fn from_map(map: Arc<KeyMap<K>>, resource: Arc<ResourceCore>) -> Self {
+        Keyed { map, resource }
     }
 
     /// A handle to the lock of `key`. The key's entry lives at least as long
@@ -158,7 +208,7 @@ impl<K: Key> Keyed<K> {
     /// # Cancel safety
     ///
     /// Dropping the future before it completes leaves nothing behind: no
-    /// waiter, and no entry if nobody else uses the key.
+    /// waiter, and the key is idle if nobody else uses it.
     pub fn read<Q>(&self, key: &Q) -> Acquire<ReadGuard>
     where
         Q: ?Sized + LockKey<Owned = K>,
@@ -172,7 +222,7 @@ impl<K: Key> Keyed<K> {
     /// # Cancel safety
     ///
     /// Dropping the future before it completes leaves nothing behind: no
-    /// waiter, and no entry if nobody else uses the key.
+    /// waiter, and the key is idle if nobody else uses it.
     pub fn write<Q>(&self, key: &Q) -> Acquire<WriteGuard>
     where
         Q: ?Sized + LockKey<Owned = K>,
@@ -253,13 +303,27 @@ impl<K: Key> Keyed<K> {
     }
 
     /// Keys currently held, awaited, or referred to by a [`Lock`] handle.
+    ///
+    /// Counts the entries one by one: a figure for monitoring and tests, not
+    /// for a hot path.
     pub fn live_keys(&self) -> usize {
+        self.map.entries.live()
+    }
+
+    /// Entries in memory: the live keys plus idle ones that the next sweep
+    /// removes. Bounded by about twice the live keys, plus 1,024.
+    pub fn entries_in_memory(&self) -> usize {
         self.map.entries.len()
+    }
+
+    /// Removes every idle entry now, instead of at the next sweep.
+    pub fn sweep(&self) {
+        self.map.sweep();
     }
 
     /// The resource these keys belong to.
     pub fn resource(&self) -> Resource {
-        Resource::from_core(Arc::clone(&self.map.resource))
+        Resource::from_core(Arc::clone(&self.resource))
     }
 }
 
@@ -300,27 +364,37 @@ mod shards {
             Some(Arc::clone(&entry))
         }
 
-        /// The entry of `key` with one more user, created by `make` if absent.
+        /// The entry of `key` with one more user, created by `make` if
+        /// absent; and whether it was created.
         pub(super) fn get_or_insert(
             &self,
             key: K,
             make: impl FnOnce(&K) -> Arc<Entry<K>>,
-        ) -> Arc<Entry<K>> {
-            let entry = match self.0.entry(key) {
-                dashmap::Entry::Occupied(occupied) => occupied.into_ref(),
+        ) -> (Arc<Entry<K>>, bool) {
+            let (entry, inserted) = match self.0.entry(key) {
+                dashmap::Entry::Occupied(occupied) => (occupied.into_ref(), false),
                 dashmap::Entry::Vacant(vacant) => {
                     let entry = make(vacant.key());
-                    vacant.insert(entry)
+                    (vacant.insert(entry), true)
                 }
             };
             entry.users.fetch_add(1, Ordering::Relaxed);
-            Arc::clone(&entry)
+            (Arc::clone(&entry), inserted)
         }
 
-        /// Removes the entry of `key` if it has no users.
-        pub(super) fn remove_unused(&self, key: &K) {
+        /// Removes every entry without users; returns how many are left.
+        pub(super) fn sweep(&self) -> usize {
             self.0
-                .remove_if(key, |_, entry| entry.users.load(Ordering::Acquire) == 0);
+                .retain(|_, entry| entry.users.load(Ordering::Acquire) != 0);
+            self.0.len()
+        }
+
+        /// Entries with at least one user.
+        pub(super) fn live(&self) -> usize {
+            self.0
+                .iter()
+                .filter(|entry| entry.users.load(Ordering::Relaxed) != 0)
+                .count()
         }
 
         pub(super) fn peek<Q, R>(&self, key: &Q, f: impl FnOnce(&Entry<K>) -> R) -> Option<R>
@@ -362,27 +436,32 @@ mod shards {
             &self,
             key: K,
             make: impl FnOnce(&K) -> Arc<Entry<K>>,
-        ) -> Arc<Entry<K>> {
+        ) -> (Arc<Entry<K>>, bool) {
             let mut map = crate::sync::lock(&self.0);
-            let entry = match map.entry(key) {
-                std::collections::hash_map::Entry::Occupied(occupied) => occupied.into_mut(),
+            let (entry, inserted) = match map.entry(key) {
+                std::collections::hash_map::Entry::Occupied(occupied) => {
+                    (occupied.into_mut(), false)
+                }
                 std::collections::hash_map::Entry::Vacant(vacant) => {
                     let entry = make(vacant.key());
-                    vacant.insert(entry)
+                    (vacant.insert(entry), true)
                 }
             };
             entry.users.fetch_add(1, Ordering::Relaxed);
-            Arc::clone(entry)
+            (Arc::clone(entry), inserted)
         }
 
-        pub(super) fn remove_unused(&self, key: &K) {
+        pub(super) fn sweep(&self) -> usize {
             let mut map = crate::sync::lock(&self.0);
-            if map
-                .get(key)
-                .is_some_and(|entry| entry.users.load(Ordering::Acquire) == 0)
-            {
-                map.remove(key);
-            }
+            map.retain(|_, entry| entry.users.load(Ordering::Acquire) != 0);
+            map.len()
+        }
+
+        pub(super) fn live(&self) -> usize {
+            crate::sync::lock(&self.0)
+                .values()
+                .filter(|entry| entry.users.load(Ordering::Relaxed) != 0)
+                .count()
         }
 
         pub(super) fn peek<Q, R>(&self, key: &Q, f: impl FnOnce(&Entry<K>) -> R) -> Option<R>

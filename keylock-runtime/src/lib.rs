@@ -59,10 +59,13 @@
 //!
 //! # Keys and memory
 //!
-//! A key entry exists only while someone holds it, waits for it or keeps a
-//! [`Lock`] handle to it; it is removed with its last user, atomically with
-//! respect to lookups, so removal can never produce a second lock for a live
-//! key. Memory follows the live keys, not every key ever seen.
+//! A key entry is live while someone holds it, waits for it or keeps a
+//! [`Lock`] handle to it. Idle entries stay until a sweep, which runs when a
+//! map has grown past twice the entries its last sweep kept (and at least
+//! 1,024), so a key used again and again is not re-allocated each time.
+//! Removal is atomic with respect to lookups, so it can never produce a
+//! second lock for a live key. Memory follows the live keys, not every key
+//! ever seen.
 //!
 //! # Cancel safety
 //!

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::raw::{Access, Contention, RawRwLock, Slot};
-use crate::resource::ResourceCore;
+use crate::resource::ResourceInfo;
 use crate::stats::Event;
 use crate::timer;
 
 /// What a [`Lock`] points at: the resource's own lock or a keyed entry.
 pub(crate) trait Site: Send + Sync + 'static {
     fn raw(&self) -> &RawRwLock;
-    fn resource(&self) -> &ResourceCore;
+    fn resource(&self) -> &ResourceInfo;
     fn key_debug(&self) -> Option<String>;
     /// One more handle exists.
     fn retain(&self);
@@ -30,8 +30,8 @@ pub(crate) trait Site: Send + Sync + 'static {
 /// of a keyed resource.
 ///
 /// Cheap to clone. For keys, the handle keeps the key's entry alive: an
-/// entry exists while a handle, a guard or a waiting acquisition refers to
-/// it, and is removed from the registry with the last of them.
+/// entry is live while a handle, a guard or a waiting acquisition refers to
+/// it; once idle, a later sweep removes it.
 ///
 /// Get one with [`Registry::lock`](crate::Registry::lock),
 /// [`Registry::key_lock`](crate::Registry::key_lock),

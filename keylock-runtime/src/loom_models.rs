@@ -41,9 +41,13 @@ fn lookup_races_removal() {
             assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
             inside.fetch_sub(1, Ordering::SeqCst);
             drop(first);
+            // The sweep races the other thread's lookup.
+            keys.sweep();
             handle.join().unwrap();
             assert_eq!(keys.live_keys(), 0);
             assert!(!keys.is_locked(&1));
+            keys.sweep();
+            assert_eq!(keys.entries_in_memory(), 0);
         });
     }
 }
@@ -67,6 +71,8 @@ fn removal_never_doubles_a_live_lock() {
             })
         };
         drop(a);
+        // A sweep may run at any point; it must never remove B's entry.
+        keys.sweep();
         {
             let _c = keys.write_blocking(&1);
             assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);

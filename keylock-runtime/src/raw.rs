@@ -492,6 +492,18 @@ impl RawRwLock {
                     }
                 }
             }
+            // Woken: the lock was handed over, or is free to compete for,
+            // or someone took it first. Watch it briefly before taking the
+            // queue mutex, so a thread that re-acquires in a loop is not
+            // made to wake us again at once.
+            for round in 0..SPIN_ROUNDS {
+                if may_take(self.state.load(Ordering::Relaxed), access) {
+                    break;
+                }
+                for _ in 0..(1u32 << round) {
+                    std::hint::spin_loop();
+                }
+            }
             let mut queue = sync::lock(&self.queue);
             if !queue.waiters.contains_key(&ticket) || self.retry_queued(&mut queue, ticket, access)
             {

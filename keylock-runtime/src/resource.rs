@@ -3,7 +3,7 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use crate::key::{Key, LockKey};
 use crate::keyed::{KeyMap, Keyed};
@@ -17,29 +17,15 @@ pub(crate) trait AnyKeyMap: Send + Sync {
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
-/// Shared state of one named resource.
-pub(crate) struct ResourceCore {
+/// What every lock of a resource shares: its name, settings and counters.
+/// Key entries point here, never back at the map that holds them.
+pub(crate) struct ResourceInfo {
     name: Arc<str>,
-    lock: RawRwLock,
     fairness: Fairness,
     counters: Counters,
-    /// One map per key type used with this resource. Weak, because maps
-    /// point back at their resource; a map lives while a [`Keyed`] handle or
-    /// a key entry uses it.
-    keyed: Mutex<HashMap<TypeId, Weak<dyn AnyKeyMap>>>,
 }
 
-impl ResourceCore {
-    pub(crate) fn new(name: Arc<str>, fairness: Fairness) -> Self {
-        ResourceCore {
-            name,
-            lock: RawRwLock::new(fairness),
-            fairness,
-            counters: Counters::default(),
-            keyed: Mutex::new(HashMap::new()),
-        }
-    }
-
+impl ResourceInfo {
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
@@ -57,13 +43,33 @@ impl ResourceCore {
     pub(crate) fn record(&self, event: Event) {
         self.counters.record(event);
     }
+}
+
+/// One named resource: its own lock and its key maps.
+pub(crate) struct ResourceCore {
+    info: Arc<ResourceInfo>,
+    lock: RawRwLock,
+    /// One map per key type used with this resource, kept for the
+    /// resource's lifetime so a key always finds the entry that is live.
+    keyed: Mutex<HashMap<TypeId, Arc<dyn AnyKeyMap>>>,
+}
+
+impl ResourceCore {
+    pub(crate) fn new(name: Arc<str>, fairness: Fairness) -> Self {
+        ResourceCore {
+            info: Arc::new(ResourceInfo {
+                name,
+                fairness,
+                counters: Counters::default(),
+            }),
+            lock: RawRwLock::new(fairness),
+            keyed: Mutex::new(HashMap::new()),
+        }
+    }
 
     fn live_keys(&self) -> usize {
         let maps = self.keyed.lock().unwrap_or_else(|p| p.into_inner());
-        maps.values()
-            .filter_map(Weak::upgrade)
-            .map(|map| map.live_keys())
-            .sum()
+        maps.values().map(|map| map.live_keys()).sum()
     }
 }
 
@@ -71,8 +77,8 @@ impl Site for ResourceCore {
     fn raw(&self) -> &RawRwLock {
         &self.lock
     }
-    fn resource(&self) -> &ResourceCore {
-        self
+    fn resource(&self) -> &ResourceInfo {
+        &self.info
     }
     fn key_debug(&self) -> Option<String> {
         None
@@ -114,7 +120,7 @@ impl Resource {
 
     /// The resource's name.
     pub fn name(&self) -> &str {
-        self.core.name()
+        self.core.info.name()
     }
 
     /// A handle to the resource's own (unkeyed) lock.
@@ -146,15 +152,13 @@ impl Resource {
     /// call.
     pub fn keyed<K: Key>(&self) -> Keyed<K> {
         let mut maps = self.core.keyed.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(map) = maps.get(&TypeId::of::<K>()).and_then(Weak::upgrade) {
-            if let Ok(map) = map.as_any().downcast::<KeyMap<K>>() {
-                return Keyed::from_map(map);
-            }
+        let map = maps
+            .entry(TypeId::of::<K>())
+            .or_insert_with(|| Arc::new(KeyMap::<K>::new(Arc::clone(&self.core.info))));
+        match Arc::clone(map).as_any().downcast::<KeyMap<K>>() {
+            Ok(map) => Keyed::from_map(map, Arc::clone(&self.core)),
+            Err(_) => unreachable!("maps are stored under their own TypeId"),
         }
-        let map = Arc::new(KeyMap::<K>::new(Arc::clone(&self.core)));
-        let erased: Arc<dyn AnyKeyMap> = map.clone();
-        maps.insert(TypeId::of::<K>(), Arc::downgrade(&erased));
-        Keyed::from_map(map)
     }
 
     /// A handle to the lock of one key; see [`Keyed::key`].
@@ -173,7 +177,10 @@ impl Resource {
 
     /// A snapshot of this resource's figures.
     pub fn stats(&self) -> ResourceStats {
-        self.core.counters.snapshot(self.name(), self.live_keys())
+        self.core
+            .info
+            .counters
+            .snapshot(self.name(), self.live_keys())
     }
 }
 
