@@ -58,6 +58,23 @@ fn annotated_keyed_sync(id: u64) {
     black_box(id);
 }
 
+// The same functions written by hand against the public API, with the
+// handle cached the way the expansion caches it.
+
+static BY_HAND_NAMED: LazyLock<keylock::Lock> = LazyLock::new(|| Registry::new().lock("db"));
+static BY_HAND_KEYED: LazyLock<keylock::Keyed<u64>> =
+    LazyLock::new(|| Registry::new().keyed("sessions"));
+
+async fn by_hand_named() {
+    let _guard = BY_HAND_NAMED.write().await;
+    black_box(());
+}
+
+async fn by_hand_keyed(id: u64) {
+    let _guard = BY_HAND_KEYED.write(&id).await;
+    black_box(id);
+}
+
 fn named_write_async(c: &mut Criterion) {
     let runtime = current_thread();
     let mut group = c.benchmark_group("named_write_async");
@@ -97,6 +114,9 @@ fn named_write_async(c: &mut Criterion) {
     });
     group.bench_function("keylock_attribute", |b| {
         b.iter_custom(async_loop(&runtime, annotated_named));
+    });
+    group.bench_function("keylock_by_hand_cached", |b| {
+        b.iter_custom(async_loop(&runtime, by_hand_named));
     });
     group.finish();
 }
@@ -163,6 +183,9 @@ fn keyed_u64_async(c: &mut Criterion) {
     drop(present);
     group.bench_function("keylock_attribute", |b| {
         b.iter_custom(async_loop(&runtime, || annotated_keyed(black_box(7))));
+    });
+    group.bench_function("keylock_by_hand_cached", |b| {
+        b.iter_custom(async_loop(&runtime, || by_hand_keyed(black_box(7))));
     });
     group.finish();
 }
