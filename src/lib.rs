@@ -2,8 +2,9 @@
 #![forbid(unsafe_code)]
 
 pub use keylock_runtime::{
-    Access, Acquire, Error, Key, Keyed, Lock, LockKey, ReadGuard, Registry, RegistryBuilder,
-    Resource, ResourceStats, WriteGuard, DEFAULT_FAIRNESS_BOUND,
+    Access, Acquire, Claim, Dedup, DedupOptions, Error, Key, Keyed, Lock, LockKey, ManualClock,
+    ReadGuard, Registry, RegistryBuilder, Resource, ResourceStats, WriteGuard, DEFAULT_CAPACITY,
+    DEFAULT_FAIRNESS_BOUND, DEFAULT_TTL,
 };
 
 #[doc = include_str!("attributes.md")]
@@ -18,3 +19,6 @@ pub mod __private {
     //! API**: it may change in any release.
     pub use keylock_runtime::__private::*;
 }
+
+#[doc = include_str!("dedup.md")]
+pub use keylock_macros::dedup;

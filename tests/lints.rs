@@ -93,3 +93,22 @@ fn annotated_functions_work_without_warnings() {
     });
     assert_eq!(store.row_count(), 1);
 }
+
+/// Stacked attributes, each imported by name: no import looks unused.
+pub struct Stacked;
+
+impl Stacked {
+    /// Deduplicated, then locked.
+    #[keylock::dedup(id, registry = REGISTRY)]
+    #[write_lock("stacked", key = id, registry = REGISTRY)]
+    #[read_lock("stacked-db", registry = REGISTRY)]
+    pub fn handle(&self, id: u64) {
+        let _ = id;
+    }
+}
+
+#[test]
+fn stacked_attributes_work_without_warnings() {
+    Stacked.handle(1);
+    Stacked.handle(1);
+}

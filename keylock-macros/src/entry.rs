@@ -23,7 +23,10 @@ pub(crate) fn attribute(kind: Kind, args: TokenStream, item: TokenStream) -> Tok
     // Later keylock attributes on the same function are expanded here, in
     // the order they are written, so stacked attributes acquire in that
     // order.
-    for (kind, tokens) in take_stacked(&mut function.attrs) {
+    let stacked = take_stacked(&mut function.attrs);
+    let mut imports = Vec::new();
+    for (kind, path, tokens) in stacked {
+        imports.push(path);
         match Args::parse(kind, tokens) {
             Ok(args) => steps.push(args),
             Err(error) => errors.add(error),
@@ -35,6 +38,14 @@ pub(crate) fn attribute(kind: Kind, args: TokenStream, item: TokenStream) -> Tok
     errors.push(validate::function(kind, &function));
     if let Err(error) = errors.finish() {
         return with_error(quote!(#function), &error);
+    }
+    // The stacked attributes were expanded here, not by themselves: refer to
+    // their imports so `use keylock::read_lock;` does not look unused.
+    for path in imports.iter().filter(|path| path.segments.len() == 1) {
+        function.block.stmts.insert(
+            0,
+            syn::parse_quote!(#[allow(unused_imports)] use #path as _;),
+        );
     }
     expand::function(&steps, function)
 }
@@ -107,7 +118,7 @@ fn item_keyword(item: &syn::Item) -> TokenStream {
 
 /// Removes the keylock attributes written below this one and returns their
 /// kinds and argument tokens.
-fn take_stacked(attrs: &mut Vec<Attribute>) -> Vec<(Kind, TokenStream)> {
+fn take_stacked(attrs: &mut Vec<Attribute>) -> Vec<(Kind, syn::Path, TokenStream)> {
     let mut stacked = Vec::new();
     attrs.retain(|attr| {
         let Some(kind) = keylock_kind(attr) else {
@@ -117,7 +128,7 @@ fn take_stacked(attrs: &mut Vec<Attribute>) -> Vec<(Kind, TokenStream)> {
             syn::Meta::List(list) => list.tokens.clone(),
             _ => TokenStream::new(),
         };
-        stacked.push((kind, tokens));
+        stacked.push((kind, attr.path().clone(), tokens));
         false
     });
     stacked
@@ -138,6 +149,7 @@ fn keylock_kind(attr: &Attribute) -> Option<Kind> {
     match last.as_str() {
         "read_lock" => Some(Kind::Read),
         "write_lock" => Some(Kind::Write),
+        "dedup" => Some(Kind::Dedup),
         _ => None,
     }
 }

@@ -13,7 +13,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::{parse_quote, Block, Expr, ItemFn, Stmt};
 
-use crate::args::{Args, Kind, OnBusy};
+use crate::args::{Args, InFlight, Kind, OnBusy};
 
 /// How the body waits.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -25,20 +25,90 @@ enum Mode {
 /// Rewrites `item` so that it acquires every step of `steps`, in order,
 /// before its body runs.
 pub(crate) fn function(steps: &[Args], mut item: ItemFn) -> TokenStream {
-    let (mode, block) = if item.sig.asyncness.is_some() {
-        (Mode::Async, &mut *item.block)
+    let declared = declared_output(&item);
+    let (mode, block, output) = if item.sig.asyncness.is_some() {
+        (Mode::Async, &mut *item.block, declared)
     } else if let Some(block) = boxed_async_block(&mut item.block) {
-        (Mode::Async, block)
+        // The future's output type is not written anywhere we can see.
+        (Mode::Async, block, None)
     } else {
-        (Mode::Blocking, &mut *item.block)
+        (Mode::Blocking, &mut *item.block, declared)
     };
     let mut prologue: Vec<Stmt> = Vec::new();
+    let mut claims = Vec::new();
     for (index, step) in steps.iter().enumerate() {
-        let tokens = lock_step(step, mode, index);
+        let tokens = match step.kind {
+            Kind::Read | Kind::Write => lock_step(step, mode, index),
+            Kind::Dedup => {
+                claims.push((index, step));
+                dedup_step(step, mode, index)
+            }
+        };
         prologue.push(parse_quote!(#tokens));
+    }
+    if !claims.is_empty() {
+        let body = std::mem::take(&mut block.stmts);
+        let tokens = finish_claims(&claims, mode, output.as_ref(), body);
+        let wrapped: Block = parse_quote!({ #tokens });
+        block.stmts = wrapped.stmts;
     }
     block.stmts.splice(0..0, prologue);
     quote!(#item)
+}
+
+/// The declared return type, when it can be written in a `let` (it cannot
+/// when it contains `impl Trait`).
+fn declared_output(item: &ItemFn) -> Option<syn::Type> {
+    let ty = match &item.sig.output {
+        syn::ReturnType::Default => parse_quote!(()),
+        syn::ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+    let text = quote!(#ty).to_string();
+    if text.contains("impl ") {
+        None
+    } else {
+        Some(ty)
+    }
+}
+
+/// Runs the original body in a closure or async block, so that `return`
+/// and `?` inside it end only the body, then commits or releases each dedup
+/// claim by whether the result is a failure.
+fn finish_claims(
+    claims: &[(usize, &Args)],
+    mode: Mode,
+    output: Option<&syn::Type>,
+    body: Vec<Stmt>,
+) -> TokenStream {
+    let site = Span::mixed_site();
+    let (_, first) = claims[0];
+    let private = {
+        let krate = krate(first);
+        quote!(#krate::__private)
+    };
+    let result = quote_spanned!(site=> __keylock_result);
+    let annotation = output.map(|ty| quote!(: #ty));
+    let run = match mode {
+        Mode::Async => quote!(async move { #(#body)* }.await),
+        Mode::Blocking => {
+            let arrow = output.map(|ty| quote!(-> #ty));
+            quote!(#private::call_once(move || #arrow { #(#body)* }))
+        }
+    };
+    let finishes = claims.iter().rev().map(|(index, _)| {
+        let claim = format_ident!("__keylock_claim_{}", index, span = site);
+        quote_spanned!(site=> #claim.finish(__keylock_failed);)
+    });
+    quote_spanned! {site=>
+        let #result #annotation = #run;
+        let __keylock_failed = {
+            #[allow(unused_imports)]
+            use #private::{OutcomeOther as _, OutcomeResult as _};
+            (&&#private::OutcomeProbe(&#result)).is_failure()
+        };
+        #(#finishes)*
+        #result
+    }
 }
 
 /// The async block of a body that is `Box::pin(async move { .. })`.
@@ -193,6 +263,74 @@ fn lock_step(step: &Args, mode: Mode, index: usize) -> TokenStream {
             let __keylock_registry: &#krate::Registry = #registry;
             let #lock = #lookup;
             #acquire
+        };
+    }
+}
+
+fn dedup_step(step: &Args, mode: Mode, index: usize) -> TokenStream {
+    let site = Span::mixed_site();
+    let krate = krate(step);
+    let private = quote!(#krate::__private);
+    let (name, marker) = name(step, &private);
+    let registry = registry(step, &krate);
+    let binding = format_ident!("__keylock_claim_{}", index, span = site);
+    let Some(key_expr) = &step.key else {
+        unreachable!("validated: `#[dedup]` has a key");
+    };
+    let key = key(key_expr, &private);
+    let mut options = quote!(#krate::DedupOptions::new());
+    if let Some(ttl) = &step.ttl {
+        let millis = ttl.value.millis;
+        options.extend(quote!(.ttl(::core::time::Duration::from_millis(#millis))));
+    }
+    if let Some(capacity) = &step.capacity {
+        let value = proc_macro2::Literal::u64_unsuffixed(capacity.value);
+        options.extend(quote!(.capacity(#value)));
+    }
+    if step.keep_on_error.as_ref().is_some_and(|keep| keep.value) {
+        options.extend(quote!(.keep_on_error(true)));
+    }
+    let wait = step
+        .in_flight
+        .as_ref()
+        .is_some_and(|in_flight| in_flight.value == InFlight::Wait);
+    let scope = quote_spanned!(site=> __keylock_scope);
+    let claim = match (wait, mode) {
+        (false, _) => quote!(#scope.claim(#key)),
+        (true, Mode::Async) => quote!(#scope.claim_or_wait(#key)),
+        (true, Mode::Blocking) => quote!(#scope.claim_or_wait_blocking(#key)),
+    };
+    let claim = quote_spanned!(site=>
+        __KEYLOCK_SITE.dedup(__keylock_registry, #name, || #options, |#scope| #claim)
+    );
+    let claim = if wait && mode == Mode::Async {
+        quote!(#claim.await)
+    } else {
+        claim
+    };
+    let error = quote_spanned!(site=> __keylock_error);
+    let on_duplicate = match &step.on_duplicate {
+        Some(expr) => quote!(return #expr),
+        None => {
+            let span = syn::spanned::Spanned::span(key_expr);
+            let krate = match &step.krate {
+                Some(path) => quote_spanned!(span=> #path),
+                None => quote_spanned!(span=> ::keylock),
+            };
+            quote_spanned!(span=> return #krate::__private::DuplicateOutcome::from_duplicate(#error))
+        }
+    };
+    quote_spanned! {site=>
+        let #binding = {
+            #[allow(unused_imports)]
+            use #private::{KeyProbeRef as _, KeyProbeValue as _};
+            static __KEYLOCK_SITE: #private::SiteCache = #private::SiteCache::new();
+            #marker
+            let __keylock_registry: &#krate::Registry = #registry;
+            match #claim {
+                ::core::result::Result::Ok(claim) => claim,
+                ::core::result::Result::Err(#error) => #on_duplicate,
+            }
         };
     }
 }

@@ -1,4 +1,5 @@
-//! Attribute macros of keylock: `#[read_lock]` and `#[write_lock]`.
+//! Attribute macros of keylock: `#[read_lock]`, `#[write_lock]` and
+//! `#[dedup]`.
 //!
 //! Use them through the `keylock` crate, which documents every argument;
 //! the expansions refer to `::keylock::__private` (or the path given with
@@ -27,4 +28,11 @@ pub fn read_lock(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn write_lock(args: TokenStream, item: TokenStream) -> TokenStream {
     entry::attribute(Kind::Write, args.into(), item.into()).into()
+}
+
+/// Handles each key once: the first call with a key runs, duplicates are
+/// skipped. See the `keylock` crate docs.
+#[proc_macro_attribute]
+pub fn dedup(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::attribute(Kind::Dedup, args.into(), item.into()).into()
 }

@@ -7,6 +7,7 @@ use std::any::Any;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::dedup::{Dedup, DedupOptions};
 use crate::error::Error;
 use crate::key::{Key, LockKey};
 use crate::keyed::Keyed;
@@ -52,6 +53,26 @@ impl SiteCache {
         Q: ?Sized + LockKey,
     {
         self.keyed::<Q::Owned, _>(registry, name, |keyed| keyed.key(key))
+    }
+
+    /// Runs `f` with the named dedup scope for key type `K`.
+    pub fn dedup<K: Key, R>(
+        &self,
+        registry: &Registry,
+        name: impl Fn() -> &'static str,
+        options: impl Fn() -> DedupOptions,
+        f: impl FnOnce(&Dedup<K>) -> R,
+    ) -> R {
+        let (id, cached) = self.cell.get_or_init(|| {
+            (
+                registry.id(),
+                Box::new(registry.dedup_with::<K>(name(), options())),
+            )
+        });
+        match cached.downcast_ref::<Dedup<K>>() {
+            Some(dedup) if *id == registry.id() => f(dedup),
+            _ => f(&registry.dedup_with::<K>(name(), options())),
+        }
     }
 
     /// Runs `f` with the keyed locks of the named resource for key type `K`.
@@ -169,3 +190,66 @@ acquire_fns!(
     write_blocking,
     write_blocking_timeout
 );
+
+/// Runs a closure once; makes the closure `FnOnce`, so a body that returns
+/// a borrow of a captured `&mut self` compiles as it did unwrapped.
+pub fn call_once<R>(body: impl FnOnce() -> R) -> R {
+    body()
+}
+
+/// How a `#[dedup]` function reports a skipped duplicate.
+#[diagnostic::on_unimplemented(
+    message = "`#[dedup]` cannot skip a duplicate call of a function returning `{Self}`",
+    label = "duplicates of this call are skipped, and `{Self}` has no value for that",
+    note = "return `()` (returns early), `Option<_>` (gets `None`) or `Result<_, E>` where `E: From<keylock::Error>` (gets `Err`)",
+    note = "or give the value to return with `on_duplicate = <expr>`"
+)]
+pub trait DuplicateOutcome {
+    /// The value the function returns for a skipped duplicate.
+    fn from_duplicate(error: Error) -> Self;
+}
+
+impl<T, E: From<Error>> DuplicateOutcome for Result<T, E> {
+    fn from_duplicate(error: Error) -> Self {
+        Err(E::from(error))
+    }
+}
+
+impl<T> DuplicateOutcome for Option<T> {
+    fn from_duplicate(_: Error) -> Self {
+        None
+    }
+}
+
+impl DuplicateOutcome for () {
+    fn from_duplicate(_: Error) {}
+}
+
+/// Tells whether a function's result is a failure: `Err` for a `Result`,
+/// never for anything else. Called as `(&&OutcomeProbe(&value)).is_failure()`,
+/// the same auto-deref dispatch as [`KeyProbe`].
+pub struct OutcomeProbe<'a, T>(pub &'a T);
+
+/// Picked for `Result`s.
+pub trait OutcomeResult {
+    /// Whether the value is an `Err`.
+    fn is_failure(&self) -> bool;
+}
+
+impl<T, E> OutcomeResult for &OutcomeProbe<'_, Result<T, E>> {
+    fn is_failure(&self) -> bool {
+        self.0.is_err()
+    }
+}
+
+/// Picked for every other type.
+pub trait OutcomeOther {
+    /// Always false.
+    fn is_failure(&self) -> bool;
+}
+
+impl<T> OutcomeOther for OutcomeProbe<'_, T> {
+    fn is_failure(&self) -> bool {
+        false
+    }
+}

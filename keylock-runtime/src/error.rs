@@ -36,20 +36,34 @@ pub enum Error {
         /// Read or write.
         access: Access,
     },
+    /// A `#[dedup]` key was already handled, or is being handled.
+    #[non_exhaustive]
+    Duplicate {
+        /// Name of the dedup scope.
+        scope: Arc<str>,
+        /// The key, in its `Debug` form.
+        key: Option<String>,
+        /// Whether the first call with this key is still running (rather
+        /// than finished and remembered).
+        in_flight: bool,
+    },
 }
 
 impl Error {
-    /// The resource the failed acquisition was for.
+    /// The resource (or dedup scope) the failure was about.
     pub fn resource(&self) -> &str {
         match self {
             Error::Timeout { resource, .. } | Error::Busy { resource, .. } => resource,
+            Error::Duplicate { scope, .. } => scope,
         }
     }
 
     /// The key, in its `Debug` form, when the lock was keyed.
     pub fn key(&self) -> Option<&str> {
         match self {
-            Error::Timeout { key, .. } | Error::Busy { key, .. } => key.as_deref(),
+            Error::Timeout { key, .. } | Error::Busy { key, .. } | Error::Duplicate { key, .. } => {
+                key.as_deref()
+            }
         }
     }
 
@@ -61,6 +75,11 @@ impl Error {
     /// Whether this is [`Error::Busy`].
     pub fn is_busy(&self) -> bool {
         matches!(self, Error::Busy { .. })
+    }
+
+    /// Whether this is [`Error::Duplicate`].
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, Error::Duplicate { .. })
     }
 }
 
@@ -97,6 +116,20 @@ impl fmt::Display for Error {
                 f,
                 "the {access} lock on {} is busy",
                 Target(resource, key.as_deref())
+            ),
+            Error::Duplicate {
+                scope,
+                key,
+                in_flight,
+            } => write!(
+                f,
+                "duplicate in {}: {}",
+                Target(scope, key.as_deref()),
+                if *in_flight {
+                    "the first call is still running"
+                } else {
+                    "already handled"
+                }
             ),
         }
     }

@@ -25,7 +25,7 @@ impl<T: Hash + Eq + Clone + Debug + Send + Sync + 'static> Key for T {}
     label = "not usable as a lock key",
     note = "a key must be `Hash + Eq + Clone + Debug + Send + Sync + 'static`, or `str` / `[T]` looked up by reference"
 )]
-pub trait LockKey: Hash + Eq {
+pub trait LockKey: Hash + Eq + Debug {
     /// The owned form stored in the registry.
     type Owned: Key + Borrow<Self>;
 

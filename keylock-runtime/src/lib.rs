@@ -76,6 +76,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod clock;
+mod dedup;
 mod error;
 mod key;
 mod keyed;
@@ -90,6 +92,8 @@ mod timer;
 #[doc(hidden)]
 pub mod __private;
 
+pub use clock::ManualClock;
+pub use dedup::{Claim, Dedup, DedupOptions, DEFAULT_CAPACITY, DEFAULT_TTL};
 pub use error::Error;
 pub use key::{Key, LockKey};
 pub use keyed::Keyed;

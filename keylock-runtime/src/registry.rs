@@ -1,11 +1,14 @@
 //! [`Registry`]: where named resources live, globally or per tenant.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::clock::{Clock, ManualClock};
+use crate::dedup::{Dedup, DedupOptions};
 use crate::key::{Key, LockKey};
 use crate::keyed::Keyed;
 use crate::lock::Lock;
@@ -53,7 +56,13 @@ struct Inner {
     fairness: Fairness,
     fairness_bound: Duration,
     resources: Mutex<HashMap<Arc<str>, Arc<ResourceCore>>>,
+    clock: Clock,
+    /// Dedup scopes by name and key type.
+    dedup: Mutex<HashMap<(Arc<str>, TypeId), AnyDedup>>,
 }
+
+/// A `Dedup<K>` of some key type.
+type AnyDedup = Box<dyn Any + Send + Sync>;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -74,6 +83,7 @@ impl Registry {
     pub fn builder() -> RegistryBuilder {
         RegistryBuilder {
             fairness_bound: DEFAULT_FAIRNESS_BOUND,
+            clock: Clock::System,
         }
     }
 
@@ -124,6 +134,29 @@ impl Registry {
         self.resource(name).key(key)
     }
 
+    /// The dedup scope called `name` for keys of type `K`, created with
+    /// default [`DedupOptions`] on first use.
+    pub fn dedup<K: Key>(&self, name: &str) -> Dedup<K> {
+        self.dedup_with(name, DedupOptions::new())
+    }
+
+    /// The dedup scope called `name` for keys of type `K`, created with
+    /// `options` on first use. A scope keeps the options it was created
+    /// with; later calls get the existing scope.
+    pub fn dedup_with<K: Key>(&self, name: &str, options: DedupOptions) -> Dedup<K> {
+        let mut scopes = self.inner.dedup.lock().unwrap_or_else(|p| p.into_inner());
+        let id = (Arc::<str>::from(name), TypeId::of::<K>());
+        if let Some(dedup) = scopes
+            .get(&id)
+            .and_then(|any| any.downcast_ref::<Dedup<K>>())
+        {
+            return dedup.clone();
+        }
+        let dedup = Dedup::new(Arc::clone(&id.0), options, self.inner.clock.clone());
+        scopes.insert(id, Box::new(dedup.clone()));
+        dedup
+    }
+
     /// All resources created so far, sorted by name.
     pub fn resources(&self) -> Vec<Resource> {
         let resources = self
@@ -166,6 +199,7 @@ impl fmt::Debug for Registry {
 #[must_use = "call `.build()` to create the registry"]
 pub struct RegistryBuilder {
     fairness_bound: Duration,
+    clock: Clock,
 }
 
 impl RegistryBuilder {
@@ -182,6 +216,13 @@ impl RegistryBuilder {
         self
     }
 
+    /// Uses a [`ManualClock`] for time-to-live expiry, so tests can move
+    /// time forward instead of sleeping.
+    pub fn clock(mut self, clock: ManualClock) -> Self {
+        self.clock = Clock::Manual(clock);
+        self
+    }
+
     /// Creates the registry.
     pub fn build(self) -> Registry {
         Registry {
@@ -190,6 +231,8 @@ impl RegistryBuilder {
                 fairness: Fairness::new(self.fairness_bound),
                 fairness_bound: self.fairness_bound,
                 resources: Mutex::new(HashMap::new()),
+                clock: self.clock,
+                dedup: Mutex::new(HashMap::new()),
             }),
         }
     }
