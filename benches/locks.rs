@@ -58,6 +58,13 @@ fn annotated_keyed_sync(id: u64) {
     black_box(id);
 }
 
+static DEDUP: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+#[keylock::dedup(id, registry = DEDUP)]
+fn deduplicated(id: u64) {
+    black_box(id);
+}
+
 // The same functions written by hand against the public API, with the
 // handle cached the way the expansion caches it.
 
@@ -384,6 +391,38 @@ fn distinct_keys_scaling(c: &mut Criterion) {
     group.finish();
 }
 
+fn dedup_check(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dedup_check");
+    let set = parking_lot::Mutex::new(rustc_hash::FxHashSet::<u64>::default());
+    let mut next = 0u64;
+    group.bench_function("mutex_fxhashset_new_id", |b| {
+        b.iter(|| {
+            next += 1;
+            black_box(set.lock().insert(black_box(next)))
+        });
+    });
+    group.bench_function("mutex_fxhashset_duplicate", |b| {
+        b.iter(|| black_box(set.lock().insert(black_box(1))));
+    });
+    let mut next = 0u64;
+    group.bench_function("keylock_attribute_new_id", |b| {
+        b.iter(|| {
+            next += 1;
+            deduplicated(black_box(next));
+        });
+    });
+    deduplicated(u64::MAX);
+    group.bench_function("keylock_attribute_duplicate", |b| {
+        b.iter(|| deduplicated(black_box(u64::MAX)));
+    });
+    let seen = Registry::new().dedup::<u64>("events");
+    seen.claim(&1).expect("fresh").commit();
+    group.bench_function("keylock_api_claim_duplicate_described", |b| {
+        b.iter(|| black_box(seen.claim(&black_box(1)).is_err()));
+    });
+    group.finish();
+}
+
 /// Resident memory of this process, in bytes.
 fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -413,6 +452,25 @@ fn reports() {
         elapsed.as_nanos() as f64 / 1e6,
         keys.live_keys()
     );
+
+    // Memory per remembered dedup key, at capacity.
+    let before = resident_bytes();
+    let seen = Registry::new()
+        .dedup_with::<u64>("memory", keylock::DedupOptions::new().capacity(1_000_000));
+    for id in 0..3_000_000u64 {
+        if let Ok(claim) = seen.claim(&id) {
+            claim.commit();
+        }
+    }
+    let after = resident_bytes();
+    if let (Some(before), Some(after)) = (before, after) {
+        println!(
+            "report: dedup at capacity 1,000,000 after 3,000,000 ids: {} remembered, {:.0} bytes per remembered id (resident growth)",
+            seen.len(),
+            after.saturating_sub(before) as f64 / seen.len() as f64
+        );
+    }
+    drop(seen);
 
     // Worst wait of any acquisition while two threads hammer one key.
     for (name, op) in [
@@ -479,6 +537,7 @@ fn main() {
     contended_two_threads(&mut criterion);
     contended_tasks(&mut criterion);
     distinct_keys_scaling(&mut criterion);
+    dedup_check(&mut criterion);
     criterion.final_summary();
     if std::env::args().all(|arg| arg != "--list") {
         reports();

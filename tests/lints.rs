@@ -112,3 +112,33 @@ fn stacked_attributes_work_without_warnings() {
     Stacked.handle(1);
     Stacked.handle(1);
 }
+
+/// Every `#[dedup]` form.
+#[keylock::dedup("lint-dedup", id, ttl = "1m", capacity = 10, registry = REGISTRY)]
+fn dedup_unit(id: u64) {
+    let _ = id;
+}
+
+#[keylock::dedup(key = id, on_duplicate = 0, registry = REGISTRY)]
+fn dedup_value(id: u64) -> u64 {
+    id + 1
+}
+
+#[keylock::dedup(id, in_flight = "wait", keep_on_error = true, registry = REGISTRY)]
+async fn dedup_wait(id: u64) -> Result<u64, AppError> {
+    Ok(id)
+}
+
+#[test]
+fn dedup_forms_work_without_warnings() {
+    dedup_unit(1);
+    assert_eq!(dedup_value(1), 2);
+    assert_eq!(dedup_value(1), 0);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        assert!(dedup_wait(5).await.is_ok());
+        assert!(dedup_wait(5).await.is_err());
+    });
+}

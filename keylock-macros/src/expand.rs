@@ -295,10 +295,18 @@ fn dedup_step(step: &Args, mode: Mode, index: usize) -> TokenStream {
         .as_ref()
         .is_some_and(|in_flight| in_flight.value == InFlight::Wait);
     let scope = quote_spanned!(site=> __keylock_scope);
+    let key_var = quote_spanned!(site=> __keylock_key);
     let claim = match (wait, mode) {
-        (false, _) => quote!(#scope.claim(#key)),
-        (true, Mode::Async) => quote!(#scope.claim_or_wait(#key)),
-        (true, Mode::Blocking) => quote!(#scope.claim_or_wait_blocking(#key)),
+        (false, _) => quote!(#scope.try_claim(#key_var)),
+        (true, Mode::Async) => quote!(#scope.claim_or_wait(#key_var)),
+        (true, Mode::Blocking) => quote!(#scope.claim_or_wait_blocking(#key_var)),
+    };
+    // A rejection from `try_claim` is described only if the return type
+    // carries the error; the waiting forms return the error itself.
+    let describe = if wait {
+        quote_spanned!(site=> move || __keylock_error)
+    } else {
+        quote_spanned!(site=> move || __keylock_error.into_error())
     };
     let claim = quote_spanned!(site=>
         __KEYLOCK_SITE.dedup(__keylock_registry, #name, || #options, |#scope| #claim)
@@ -309,6 +317,11 @@ fn dedup_step(step: &Args, mode: Mode, index: usize) -> TokenStream {
         claim
     };
     let error = quote_spanned!(site=> __keylock_error);
+    let rejected = if step.on_duplicate.is_some() {
+        quote!(_)
+    } else {
+        error.clone()
+    };
     let on_duplicate = match &step.on_duplicate {
         Some(expr) => quote!(return #expr),
         None => {
@@ -317,7 +330,7 @@ fn dedup_step(step: &Args, mode: Mode, index: usize) -> TokenStream {
                 Some(path) => quote_spanned!(span=> #path),
                 None => quote_spanned!(span=> ::keylock),
             };
-            quote_spanned!(span=> return #krate::__private::DuplicateOutcome::from_duplicate(#error))
+            quote_spanned!(span=> return #krate::__private::DuplicateOutcome::from_duplicate(#describe))
         }
     };
     quote_spanned! {site=>
@@ -327,9 +340,12 @@ fn dedup_step(step: &Args, mode: Mode, index: usize) -> TokenStream {
             static __KEYLOCK_SITE: #private::SiteCache = #private::SiteCache::new();
             #marker
             let __keylock_registry: &#krate::Registry = #registry;
-            match #claim {
-                ::core::result::Result::Ok(claim) => claim,
-                ::core::result::Result::Err(#error) => #on_duplicate,
+            // A `match` keeps the key's temporaries alive to the end.
+            match #key {
+                #key_var => match #claim {
+                    ::core::result::Result::Ok(claim) => claim,
+                    ::core::result::Result::Err(#rejected) => #on_duplicate,
+                },
             }
         };
     }

@@ -205,24 +205,25 @@ pub fn call_once<R>(body: impl FnOnce() -> R) -> R {
     note = "or give the value to return with `on_duplicate = <expr>`"
 )]
 pub trait DuplicateOutcome {
-    /// The value the function returns for a skipped duplicate.
-    fn from_duplicate(error: Error) -> Self;
+    /// The value the function returns for a skipped duplicate; `error`
+    /// describes it, and is called only by types that carry the error.
+    fn from_duplicate(error: impl FnOnce() -> Error) -> Self;
 }
 
 impl<T, E: From<Error>> DuplicateOutcome for Result<T, E> {
-    fn from_duplicate(error: Error) -> Self {
-        Err(E::from(error))
+    fn from_duplicate(error: impl FnOnce() -> Error) -> Self {
+        Err(E::from(error()))
     }
 }
 
 impl<T> DuplicateOutcome for Option<T> {
-    fn from_duplicate(_: Error) -> Self {
+    fn from_duplicate(_: impl FnOnce() -> Error) -> Self {
         None
     }
 }
 
 impl DuplicateOutcome for () {
-    fn from_duplicate(_: Error) {}
+    fn from_duplicate(_: impl FnOnce() -> Error) {}
 }
 
 /// Tells whether a function's result is a failure: `Err` for a `Result`,

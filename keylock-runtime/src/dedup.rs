@@ -183,11 +183,12 @@ impl<K: Key> Scope<K> {
 
     fn duplicate<Q: ?Sized + fmt::Debug>(&self, key: &Q, in_flight: bool) -> Error {
         self.duplicates.fetch_add(1, Ordering::Relaxed);
-        Error::Duplicate {
+        Rejection {
             scope: Arc::clone(&self.name),
-            key: Some(format!("{key:?}")),
+            key,
             in_flight,
         }
+        .into_error()
     }
 
     /// Ends the claim on `key`: remembered when `commit`, else forgotten.
@@ -211,7 +212,11 @@ impl<K: Key> Scope<K> {
                     state.records.remove(key);
                 }
             }
-            state.waiters.remove(key)
+            if state.waiters.is_empty() {
+                None
+            } else {
+                state.waiters.remove(key)
+            }
         };
         for (_, wake) in woken.into_iter().flatten() {
             wake.wake();
@@ -301,15 +306,34 @@ impl<K: Key> Dedup<K> {
         Q: ?Sized + LockKey<Owned = K>,
         K: Borrow<Q>,
     {
+        self.try_claim(key).map_err(Rejection::into_error)
+    }
+
+    /// Like [`claim`](Self::claim), but describes a duplicate only when
+    /// asked to: formatting the key costs more than the check itself.
+    #[doc(hidden)]
+    pub fn try_claim<'q, Q>(&self, key: &'q Q) -> Result<Claim<K>, Rejection<'q, Q>>
+    where
+        Q: ?Sized + LockKey<Owned = K>,
+        K: Borrow<Q>,
+    {
         let attempt = self.scope.attempt(&mut self.scope.lock(), key);
-        match attempt {
-            Attempt::Claimed => Ok(Claim {
-                scope: Arc::clone(&self.scope),
-                key: Some(key.to_owned_key()),
-            }),
-            Attempt::Remembered => Err(self.scope.duplicate(key, false)),
-            Attempt::InFlight => Err(self.scope.duplicate(key, true)),
-        }
+        let in_flight = match attempt {
+            Attempt::Claimed => {
+                return Ok(Claim {
+                    scope: Arc::clone(&self.scope),
+                    key: Some(key.to_owned_key()),
+                })
+            }
+            Attempt::Remembered => false,
+            Attempt::InFlight => true,
+        };
+        self.scope.duplicates.fetch_add(1, Ordering::Relaxed);
+        Err(Rejection {
+            scope: Arc::clone(&self.scope.name),
+            key,
+            in_flight,
+        })
     }
 
     /// Claims `key`; if its first call still runs, waits for that call to
@@ -414,6 +438,25 @@ impl<K: Key> fmt::Debug for Dedup<K> {
             .field("options", self.options())
             .field("len", &self.len())
             .finish()
+    }
+}
+
+/// A duplicate, not yet described. Not a stable API.
+#[doc(hidden)]
+pub struct Rejection<'q, Q: ?Sized> {
+    scope: Arc<str>,
+    key: &'q Q,
+    in_flight: bool,
+}
+
+impl<Q: ?Sized + fmt::Debug> Rejection<'_, Q> {
+    /// Describes the duplicate as an [`Error::Duplicate`].
+    pub fn into_error(self) -> Error {
+        Error::Duplicate {
+            scope: self.scope,
+            key: Some(format!("{:?}", self.key)),
+            in_flight: self.in_flight,
+        }
     }
 }
 
