@@ -188,6 +188,19 @@ fn keyed_u64_async(c: &mut Criterion) {
         }));
     });
     drop(present);
+    let quiet = Registry::builder()
+        .statistics(false)
+        .build()
+        .keyed::<u64>("sessions");
+    group.bench_function("keylock_api_statistics_off", |b| {
+        let keys = quiet.clone();
+        b.iter_custom(async_loop(&runtime, move || {
+            let acquire = keys.write(&black_box(7));
+            async move {
+                drop(black_box(acquire.await));
+            }
+        }));
+    });
     group.bench_function("keylock_attribute", |b| {
         b.iter_custom(async_loop(&runtime, || annotated_keyed(black_box(7))));
     });

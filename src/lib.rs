@@ -2,9 +2,9 @@
 #![forbid(unsafe_code)]
 
 pub use keylock_runtime::{
-    Access, Acquire, Claim, Dedup, DedupOptions, Error, Key, Keyed, Lock, LockKey, ManualClock,
-    ReadGuard, Registry, RegistryBuilder, Resource, ResourceStats, WriteGuard, DEFAULT_CAPACITY,
-    DEFAULT_FAIRNESS_BOUND, DEFAULT_TTL,
+    Access, Acquire, Claim, Dedup, DedupOptions, Distribution, Error, Key, Keyed, Lock, LockKey,
+    ManualClock, ReadGuard, Registry, RegistryBuilder, Resource, ResourceStats, Stats, WriteGuard,
+    DEFAULT_CAPACITY, DEFAULT_FAIRNESS_BOUND, DEFAULT_TTL,
 };
 
 #[doc = include_str!("attributes.md")]

@@ -62,6 +62,16 @@ impl<K: Key> Site for Entry<K> {
     }
 }
 
+impl<K: Key> Entry<K> {
+    fn occupancy(&self) -> crate::stats::Occupancy {
+        crate::stats::Occupancy {
+            holders: self.lock.readers() + usize::from(self.lock.is_write_locked()),
+            waiters: self.lock.waiters(),
+            live_keys: usize::from(self.users.load(Ordering::Relaxed) != 0),
+        }
+    }
+}
+
 /// The entries of one key type of one resource.
 pub(crate) struct KeyMap<K: Key> {
     resource: Arc<ResourceInfo>,
@@ -143,8 +153,8 @@ impl<K: Key> KeyMap<K> {
 }
 
 impl<K: Key> AnyKeyMap for KeyMap<K> {
-    fn live_keys(&self) -> usize {
-        self.entries.live()
+    fn occupancy(&self) -> crate::stats::Occupancy {
+        self.entries.occupancy()
     }
     fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
         self
@@ -397,6 +407,15 @@ mod shards {
                 .count()
         }
 
+        /// Holders, waiters and live keys, entry by entry.
+        pub(super) fn occupancy(&self) -> crate::stats::Occupancy {
+            let mut occupancy = crate::stats::Occupancy::default();
+            for entry in self.0.iter() {
+                occupancy += entry.occupancy();
+            }
+            occupancy
+        }
+
         pub(super) fn peek<Q, R>(&self, key: &Q, f: impl FnOnce(&Entry<K>) -> R) -> Option<R>
         where
             Q: ?Sized + Hash + Eq,
@@ -462,6 +481,14 @@ mod shards {
                 .values()
                 .filter(|entry| entry.users.load(Ordering::Relaxed) != 0)
                 .count()
+        }
+
+        pub(super) fn occupancy(&self) -> crate::stats::Occupancy {
+            let mut occupancy = crate::stats::Occupancy::default();
+            for entry in crate::sync::lock(&self.0).values() {
+                occupancy += entry.occupancy();
+            }
+            occupancy
         }
 
         pub(super) fn peek<Q, R>(&self, key: &Q, f: impl FnOnce(&Entry<K>) -> R) -> Option<R>

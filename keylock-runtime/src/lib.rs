@@ -101,7 +101,7 @@ pub use lock::{Acquire, Lock, ReadGuard, WriteGuard};
 pub use raw::Access;
 pub use registry::{Registry, RegistryBuilder, DEFAULT_FAIRNESS_BOUND};
 pub use resource::Resource;
-pub use stats::ResourceStats;
+pub use stats::{Distribution, ResourceStats, Stats};
 
 #[cfg(all(test, loom))]
 mod loom_models;

@@ -270,7 +270,10 @@ impl Lock {
     fn acquired(self, access: Access, contention: Contention) -> Held {
         self.site.resource().record(Event::Acquired {
             access,
-            contended: contention == Contention::Contended,
+            waited: match contention {
+                Contention::Uncontended => None,
+                Contention::Contended(waited) => Some(waited),
+            },
         });
         Held { lock: self, access }
     }
@@ -286,6 +289,9 @@ pub(crate) struct Held {
 impl Drop for Held {
     fn drop(&mut self) {
         self.lock.site.raw().release(self.access);
+        if std::thread::panicking() {
+            self.lock.site.resource().record(Event::PanickedWhileHeld);
+        }
     }
 }
 

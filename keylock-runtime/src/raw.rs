@@ -101,8 +101,8 @@ const fn is_last_holder(state: usize, access: Access) -> bool {
 pub(crate) enum Slot {
     /// Not tried yet.
     Start,
-    /// Waiting in the queue under this ticket.
-    Queued(u64),
+    /// Waiting in the queue under this ticket, since this moment.
+    Queued(u64, Instant),
     /// The lock is held by this acquisition.
     Acquired,
 }
@@ -158,19 +158,20 @@ impl Wakes {
 }
 
 impl Queue {
-    fn push(&mut self, access: Access, wake: Wake) -> u64 {
+    fn push(&mut self, access: Access, wake: Wake) -> (u64, Instant) {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
+        let since = Instant::now();
         self.waiters.insert(
             ticket,
             Waiter {
                 access,
-                since: Instant::now(),
+                since,
                 notified: false,
                 wake,
             },
         );
-        ticket
+        (ticket, since)
     }
 
     fn plan(&self, state: usize, fairness: Fairness) -> Plan {
@@ -254,11 +255,11 @@ const SPIN_ROUNDS: u32 = 6;
 #[cfg(loom)]
 const SPIN_ROUNDS: u32 = 0;
 
-/// Whether an acquisition had to wait in the queue.
+/// Whether an acquisition had to wait in the queue, and for how long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Contention {
     Uncontended,
-    Contended,
+    Contended(Duration),
 }
 
 /// Why a blocking acquisition gave up.
@@ -411,17 +412,17 @@ impl RawRwLock {
                     *slot = Slot::Acquired;
                     return Poll::Ready(Contention::Uncontended);
                 }
-                let ticket = queue.push(access, Wake::Task(Some(cx.waker().clone())));
-                *slot = Slot::Queued(ticket);
+                let (ticket, since) = queue.push(access, Wake::Task(Some(cx.waker().clone())));
+                *slot = Slot::Queued(ticket, since);
                 Poll::Pending
             }
-            Slot::Queued(ticket) => {
+            Slot::Queued(ticket, since) => {
                 let mut queue = sync::lock(&self.queue);
                 if !queue.waiters.contains_key(&ticket)
                     || self.retry_queued(&mut queue, ticket, access)
                 {
                     *slot = Slot::Acquired;
-                    return Poll::Ready(Contention::Contended);
+                    return Poll::Ready(Contention::Contended(since.elapsed()));
                 }
                 if let Some(Waiter {
                     wake: Wake::Task(waker),
@@ -442,7 +443,7 @@ impl RawRwLock {
     /// Abandons an acquisition: leaves the queue, or releases the lock if it
     /// was granted in the meantime. Leaves nothing behind either way.
     pub(crate) fn cancel(&self, access: Access, slot: &mut Slot) {
-        if let Slot::Queued(ticket) = *slot {
+        if let Slot::Queued(ticket, _) = *slot {
             let mut queue = sync::lock(&self.queue);
             if queue.waiters.remove(&ticket).is_some() {
                 let wakes = self.dispatch(&mut queue, None);
@@ -480,7 +481,7 @@ impl RawRwLock {
         if self.take_or_park(access) {
             return Ok(Contention::Uncontended);
         }
-        let ticket = queue.push(access, Wake::Thread(sync::current_thread()));
+        let (ticket, since) = queue.push(access, Wake::Thread(sync::current_thread()));
         drop(queue);
         loop {
             match deadline {
@@ -507,7 +508,7 @@ impl RawRwLock {
             let mut queue = sync::lock(&self.queue);
             if !queue.waiters.contains_key(&ticket) || self.retry_queued(&mut queue, ticket, access)
             {
-                return Ok(Contention::Contended);
+                return Ok(Contention::Contended(since.elapsed()));
             }
             if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 queue.waiters.remove(&ticket);
@@ -609,10 +610,10 @@ mod tests {
         assert!(woken.0.load(std::sync::atomic::Ordering::SeqCst));
         // Handed over: the lock is held for the writer before it runs.
         assert!(lock.is_write_locked());
-        assert_eq!(
+        assert!(matches!(
             lock.poll_acquire(Access::Write, &mut slot, &mut cx),
-            Poll::Ready(Contention::Contended)
-        );
+            Poll::Ready(Contention::Contended(_))
+        ));
         lock.release(Access::Write);
         assert!(!lock.is_locked());
         assert_eq!(lock.state.load(Ordering::Relaxed), 0);

@@ -14,7 +14,7 @@ use crate::keyed::Keyed;
 use crate::lock::Lock;
 use crate::raw::Fairness;
 use crate::resource::{Resource, ResourceCore};
-use crate::stats::ResourceStats;
+use crate::stats::Stats;
 
 /// The default [fairness bound](RegistryBuilder::fairness_bound).
 pub const DEFAULT_FAIRNESS_BOUND: Duration = Duration::from_micros(500);
@@ -55,6 +55,7 @@ struct Inner {
     id: u64,
     fairness: Fairness,
     fairness_bound: Duration,
+    statistics: bool,
     resources: Mutex<HashMap<Arc<str>, Arc<ResourceCore>>>,
     clock: Clock,
     /// Dedup scopes by name and key type.
@@ -83,6 +84,7 @@ impl Registry {
     pub fn builder() -> RegistryBuilder {
         RegistryBuilder {
             fairness_bound: DEFAULT_FAIRNESS_BOUND,
+            statistics: true,
             clock: Clock::System,
         }
     }
@@ -111,7 +113,11 @@ impl Registry {
             return Resource::from_core(Arc::clone(core));
         }
         let name: Arc<str> = Arc::from(name);
-        let core = Arc::new(ResourceCore::new(Arc::clone(&name), self.inner.fairness));
+        let core = Arc::new(ResourceCore::new(
+            Arc::clone(&name),
+            self.inner.fairness,
+            self.inner.statistics,
+        ));
         resources.insert(name, Arc::clone(&core));
         Resource::from_core(core)
     }
@@ -174,8 +180,10 @@ impl Registry {
     }
 
     /// A snapshot of every resource's figures, sorted by name.
-    pub fn stats(&self) -> Vec<ResourceStats> {
-        self.resources().iter().map(Resource::stats).collect()
+    pub fn stats(&self) -> Stats {
+        Stats {
+            resources: self.resources().iter().map(Resource::stats).collect(),
+        }
     }
 }
 
@@ -199,6 +207,7 @@ impl fmt::Debug for Registry {
 #[must_use = "call `.build()` to create the registry"]
 pub struct RegistryBuilder {
     fairness_bound: Duration,
+    statistics: bool,
     clock: Clock,
 }
 
@@ -216,6 +225,14 @@ impl RegistryBuilder {
         self
     }
 
+    /// Whether to keep statistics (default: on). Off, acquisitions skip the
+    /// counters and the wait-time clock reads, and [`Registry::stats`]
+    /// reports only who holds and waits right now.
+    pub fn statistics(mut self, enabled: bool) -> Self {
+        self.statistics = enabled;
+        self
+    }
+
     /// Uses a [`ManualClock`] for time-to-live expiry, so tests can move
     /// time forward instead of sleeping.
     pub fn clock(mut self, clock: ManualClock) -> Self {
@@ -230,6 +247,7 @@ impl RegistryBuilder {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 fairness: Fairness::new(self.fairness_bound),
                 fairness_bound: self.fairness_bound,
+                statistics: self.statistics,
                 resources: Mutex::new(HashMap::new()),
                 clock: self.clock,
                 dedup: Mutex::new(HashMap::new()),

@@ -9,11 +9,12 @@ use crate::key::{Key, LockKey};
 use crate::keyed::{KeyMap, Keyed};
 use crate::lock::{Acquire, Lock, ReadGuard, Site, WriteGuard};
 use crate::raw::{Access, Fairness, RawRwLock};
-use crate::stats::{Counters, Event, ResourceStats};
+use crate::stats::{Counters, Event, Occupancy, ResourceStats};
 
 /// Type-erased view of a [`KeyMap`], for figures that span key types.
 pub(crate) trait AnyKeyMap: Send + Sync {
-    fn live_keys(&self) -> usize;
+    /// Holders, waiters and live keys right now.
+    fn occupancy(&self) -> Occupancy;
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
@@ -22,6 +23,7 @@ pub(crate) trait AnyKeyMap: Send + Sync {
 pub(crate) struct ResourceInfo {
     name: Arc<str>,
     fairness: Fairness,
+    statistics: bool,
     counters: Counters,
 }
 
@@ -41,7 +43,9 @@ impl ResourceInfo {
     /// The statistics hook: every acquisition outcome of this resource, its
     /// own lock and every key, is recorded here.
     pub(crate) fn record(&self, event: Event) {
-        self.counters.record(event);
+        if self.statistics {
+            self.counters.record(event);
+        }
     }
 }
 
@@ -55,11 +59,12 @@ pub(crate) struct ResourceCore {
 }
 
 impl ResourceCore {
-    pub(crate) fn new(name: Arc<str>, fairness: Fairness) -> Self {
+    pub(crate) fn new(name: Arc<str>, fairness: Fairness, statistics: bool) -> Self {
         ResourceCore {
             info: Arc::new(ResourceInfo {
                 name,
                 fairness,
+                statistics,
                 counters: Counters::default(),
             }),
             lock: RawRwLock::new(fairness),
@@ -67,9 +72,24 @@ impl ResourceCore {
         }
     }
 
-    fn live_keys(&self) -> usize {
-        let maps = self.keyed.lock().unwrap_or_else(|p| p.into_inner());
-        maps.values().map(|map| map.live_keys()).sum()
+    /// Who holds and waits right now, over the own lock and every key.
+    fn occupancy(&self) -> Occupancy {
+        let mut occupancy = Occupancy {
+            holders: self.lock.readers() + usize::from(self.lock.is_write_locked()),
+            waiters: self.lock.waiters(),
+            live_keys: 0,
+        };
+        let maps: Vec<Arc<dyn AnyKeyMap>> = self
+            .keyed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for map in maps {
+            occupancy += map.occupancy();
+        }
+        occupancy
     }
 }
 
@@ -172,7 +192,7 @@ impl Resource {
     /// Keys of this resource currently held or waited for, over all key
     /// types.
     pub fn live_keys(&self) -> usize {
-        self.core.live_keys()
+        self.core.occupancy().live_keys
     }
 
     /// A snapshot of this resource's figures.
@@ -180,7 +200,7 @@ impl Resource {
         self.core
             .info
             .counters
-            .snapshot(self.name(), self.live_keys())
+            .snapshot(self.name(), self.core.occupancy())
     }
 }
 

@@ -1,0 +1,227 @@
+//! Statistics: exact counts after a scripted workload, distributions within
+//! bounds, the live view of holders and waiters, and the outputs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keylock::{write_lock, Registry};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_workload_gives_exact_counts() {
+    let registry = Registry::new();
+    let db = registry.resource("db");
+    for _ in 0..3 {
+        drop(db.read().await);
+    }
+    for _ in 0..2 {
+        drop(db.write().await);
+    }
+    // One contended write: queued for about 30 ms.
+    let held = db.write().await;
+    let waiter = {
+        let db = db.clone();
+        tokio::spawn(async move { drop(db.write().await) })
+    };
+    while db.lock().waiters() == 0 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    // One busy attempt and one timeout while it is held.
+    assert!(db.lock().try_read().is_err());
+    assert!(db
+        .lock()
+        .read_timeout(Duration::from_millis(5))
+        .await
+        .is_err());
+    drop(held);
+    waiter.await.unwrap();
+
+    let stats = registry.stats();
+    let db = stats.resource("db").unwrap();
+    assert_eq!(db.read_acquisitions, 3);
+    assert_eq!(db.write_acquisitions, 2 + 1 + 1);
+    assert_eq!(db.contended, 1);
+    assert_eq!(db.busy, 1);
+    assert_eq!(db.timeouts, 1);
+    assert_eq!(db.wait.count, 1);
+    assert!(db.wait.min >= Duration::from_millis(30), "{:?}", db.wait);
+    assert!(db.wait.max < Duration::from_secs(5));
+    assert!(db.wait.p50 >= db.wait.min && db.wait.p50 <= db.wait.max);
+    assert_eq!((db.holders, db.waiters, db.live_keys), (0, 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holders_and_waiters_are_listed_while_they_hold_and_queue() {
+    let registry = Registry::new();
+    let keys = registry.keyed::<u64>("channels");
+    let a = keys.write(&1).await;
+    let b1 = keys.read(&2).await;
+    let b2 = keys.read(&2).await;
+    let queued: Vec<_> = (0..3)
+        .map(|_| {
+            let keys = keys.clone();
+            tokio::spawn(async move { drop(keys.write(&1).await) })
+        })
+        .collect();
+    while keys.waiters(&1) < 3 {
+        tokio::task::yield_now().await;
+    }
+    let stats = registry.stats();
+    let channels = stats.resource("channels").unwrap();
+    assert_eq!(channels.holders, 3, "one writer and two readers");
+    assert_eq!(channels.waiters, 3);
+    assert_eq!(channels.live_keys, 2);
+    drop((a, b1, b2));
+    for task in queued {
+        task.await.unwrap();
+    }
+    let channels = registry.stats().resource("channels").unwrap().clone();
+    assert_eq!(
+        (channels.holders, channels.waiters, channels.live_keys),
+        (0, 0, 0)
+    );
+    assert_eq!(channels.write_acquisitions, 4);
+    assert_eq!(channels.read_acquisitions, 2);
+    assert_eq!(channels.contended, 3);
+}
+
+#[test]
+fn counts_stay_exact_under_two_threads() {
+    let registry = Registry::new();
+    let threads: Vec<_> = (0..2u64)
+        .map(|thread| {
+            let keys = registry.keyed::<u64>("k");
+            std::thread::spawn(move || {
+                for i in 0..100_000u64 {
+                    // Half on a shared key, half on the thread's own.
+                    let key = if i % 2 == 0 { 0 } else { thread + 1 };
+                    drop(keys.write_blocking(&key));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let stats = registry.stats();
+    let k = stats.resource("k").unwrap();
+    assert_eq!(k.write_acquisitions, 200_000);
+    assert_eq!(k.wait.count, k.contended);
+}
+
+static PANICS: std::sync::LazyLock<Registry> = std::sync::LazyLock::new(Registry::new);
+
+#[write_lock("fragile", registry = PANICS)]
+fn fragile() {
+    panic!("boom");
+}
+
+#[test]
+fn panics_while_held_are_counted() {
+    assert!(std::panic::catch_unwind(fragile).is_err());
+    assert!(std::panic::catch_unwind(fragile).is_err());
+    assert_eq!(
+        PANICS
+            .stats()
+            .resource("fragile")
+            .unwrap()
+            .panics_while_held,
+        2
+    );
+}
+
+#[test]
+fn table_lists_every_resource_aligned() {
+    let registry = Registry::new();
+    drop(registry.lock("db").write_blocking());
+    drop(
+        registry
+            .key_lock("a-much-longer-resource-name", &1u64)
+            .read_blocking(),
+    );
+    let table = registry.stats().to_string();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("resource"));
+    assert!(lines[1].starts_with("a-much-longer-resource-name"));
+    assert!(lines[2].starts_with("db "));
+    // Aligned: every line has the same width.
+    assert!(
+        lines.iter().all(|line| line.len() == lines[0].len()),
+        "{table}"
+    );
+}
+
+#[test]
+fn prometheus_output_parses_with_a_real_parser() {
+    let registry = Registry::new();
+    let db = registry.resource("db-main");
+    drop(db.lock().read_blocking());
+    let held = db.lock().write_blocking();
+    let waiter = {
+        let db = db.clone();
+        std::thread::spawn(move || drop(db.lock().write_blocking()))
+    };
+    while db.lock().waiters() == 0 {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(2));
+    drop(held);
+    waiter.join().unwrap();
+
+    let text = registry.stats().to_prometheus();
+    let lines = text.lines().map(|line| Ok(line.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition format");
+    let find = |name: &str, mode: Option<&str>| {
+        scrape
+            .samples
+            .iter()
+            .find(|sample| {
+                sample.metric == name
+                    && sample.labels.get("resource") == Some("db-main")
+                    && mode.is_none_or(|mode| sample.labels.get("mode") == Some(mode))
+            })
+            .map(|sample| sample.value.clone())
+    };
+    assert!(matches!(
+        find("keylock_acquisitions_total", Some("read")),
+        Some(prometheus_parse::Value::Counter(v)) if v == 1.0
+    ));
+    assert!(matches!(
+        find("keylock_acquisitions_total", Some("write")),
+        Some(prometheus_parse::Value::Counter(v)) if v == 2.0
+    ));
+    assert!(matches!(
+        find("keylock_waiters", None),
+        Some(prometheus_parse::Value::Gauge(v)) if v == 0.0
+    ));
+    match find("keylock_wait_seconds", None) {
+        Some(prometheus_parse::Value::Histogram(buckets)) => {
+            assert_eq!(buckets.last().unwrap().count, 1.0);
+        }
+        other => panic!("no wait histogram: {other:?}\n{text}"),
+    }
+}
+
+#[test]
+fn snapshot_is_cheap_to_clone_and_compare() {
+    let registry = Registry::new();
+    drop(registry.lock("db").write_blocking());
+    let first = registry.stats();
+    let second = registry.stats();
+    assert_eq!(first, second);
+    let shared = Arc::new(first);
+    assert_eq!(shared.resources.len(), 1);
+}
+
+#[test]
+fn statistics_can_be_switched_off() {
+    let registry = Registry::builder().statistics(false).build();
+    let held = registry.lock("db").write_blocking();
+    assert!(registry.lock("db").try_write().is_err());
+    let stats = registry.stats();
+    let db = stats.resource("db").unwrap();
+    assert_eq!((db.write_acquisitions, db.busy), (0, 0));
+    assert_eq!(db.holders, 1, "the live view still works");
+    drop(held);
+}
