@@ -368,6 +368,7 @@ impl<K: Key> Dedup<K> {
     }
 
     /// Like [`claim_or_wait`](Self::claim_or_wait), blocking the thread.
+    /// The wait cannot be cancelled; it ends when the first call finishes.
     ///
     /// # Errors
     ///

@@ -269,6 +269,9 @@ impl<K: Key> Keyed<K> {
     }
 
     /// Blocks the current thread until shared access to `key` is held.
+    ///
+    /// A blocking wait cannot be cancelled; bound it with
+    /// [`Lock::read_blocking_timeout`] on [`Keyed::key`].
     pub fn read_blocking<Q>(&self, key: &Q) -> ReadGuard
     where
         Q: ?Sized + LockKey<Owned = K>,
@@ -278,6 +281,9 @@ impl<K: Key> Keyed<K> {
     }
 
     /// Blocks the current thread until exclusive access to `key` is held.
+    ///
+    /// A blocking wait cannot be cancelled; bound it with
+    /// [`Lock::write_blocking_timeout`] on [`Keyed::key`].
     pub fn write_blocking<Q>(&self, key: &Q) -> WriteGuard
     where
         Q: ?Sized + LockKey<Owned = K>,

@@ -118,6 +118,11 @@ macro_rules! acquire_methods {
         /// Excludes async holders of the same lock just as they exclude each
         /// other. Called from inside an async runtime it blocks that worker
         /// thread; prefer the async form there.
+        ///
+        /// # Cancellation
+        ///
+        /// A blocking wait cannot be cancelled; use the `_blocking_timeout`
+        /// form to bound it.
         pub fn $blocking(&self) -> $guard {
             let lock = self.clone();
             let contention = match lock.site.raw().acquire_blocking($access, None) {
@@ -133,6 +138,10 @@ macro_rules! acquire_methods {
         ///
         /// [`Error::Timeout`] when the lock was not acquired in time; the
         /// thread has then left the queue.
+        ///
+        /// # Cancellation
+        ///
+        /// The timeout is the only way to end the wait early.
         pub fn $blocking_timeout(&self, timeout: Duration) -> Result<$guard, Error> {
             self.clone()
                 .acquire_blocking_timeout($access, timeout)
@@ -316,6 +325,10 @@ impl FromHeld for Held {
 /// Dropping it before completion removes it from the queue; if the lock had
 /// already been handed to it, the lock is released and passed on. Nothing is
 /// left behind.
+///
+/// # Panics
+///
+/// Polling it again after it completed panics, as for most futures.
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct Acquire<G> {
     lock: Option<Lock>,
