@@ -326,6 +326,15 @@ fn contended_two_threads(c: &mut Criterion) {
             on_threads(2, iters, move |_| drop(black_box(keys.write_blocking(&7))))
         });
     });
+    // The same lock without the key lookup: a handle fetched once.
+    let lock = Registry::new().lock("db");
+    group.bench_function("keylock_named_handle", |b| {
+        let lock = lock.clone();
+        b.iter_custom(|iters| {
+            let lock = lock.clone();
+            on_threads(2, iters, move |_| drop(black_box(lock.write_blocking())))
+        });
+    });
     group.finish();
 }
 

@@ -259,7 +259,10 @@ async fn main() -> ExitCode {
         total - counted.min(total)
     );
     ok &= counted == total;
-    println!("\nlock statistics:\n{}", keylock::Registry::global().stats());
+    println!(
+        "\nlock statistics:\n{}",
+        keylock::Registry::global().stats()
+    );
     if ok {
         println!("all checks passed");
         ExitCode::SUCCESS

@@ -83,6 +83,35 @@ fn removal_never_doubles_a_live_lock() {
     });
 }
 
+/// Threads compete for one lock that only ever notifies its head (never
+/// hands off): no wake-up is lost, so every thread finishes, and holders
+/// never overlap.
+#[test]
+fn notified_head_never_loses_a_wakeup() {
+    loom::model(|| {
+        let db = registry(Duration::MAX).resource("db");
+        let inside = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let db = db.clone();
+                let inside = inside.clone();
+                thread::spawn(move || {
+                    for _ in 0..2 {
+                        let _guard = db.lock().write_blocking();
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert!(!db.lock().is_locked());
+        assert_eq!(db.lock().waiters(), 0);
+    });
+}
+
 /// Two newcomers race to create the entry of one key: they get one lock.
 #[test]
 fn concurrent_creation_yields_one_lock() {

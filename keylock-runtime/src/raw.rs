@@ -9,7 +9,9 @@
 //! |-------|-----------------------------------------------------|
 //! | 0     | `WRITER`: held exclusively                          |
 //! | 1     | `PARKED`: the wait queue is not empty               |
-//! | 2..   | number of readers holding the lock                  |
+//! | 2     | `NOTIFIED`: the head was woken to compete and has   |
+//! |       | not run yet                                         |
+//! | 3..   | number of readers holding the lock                  |
 //!
 //! An uncontended acquire or release is one compare-and-swap. Everything
 //! else happens under the queue mutex, which is never held while user code,
@@ -38,8 +40,9 @@ use crate::sync::{self, AtomicUsize, Mutex, Ordering, Thread};
 
 const WRITER: usize = 1;
 const PARKED: usize = 2;
-const ONE_READER: usize = 4;
-const HOLDERS: usize = !PARKED;
+const NOTIFIED: usize = 4;
+const ONE_READER: usize = 8;
+const HOLDERS: usize = !(PARKED | NOTIFIED);
 
 /// Shared (read) or exclusive (write) access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -305,7 +308,11 @@ impl RawRwLock {
     pub(crate) fn release(&self, access: Access) {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
-            if state & PARKED != 0 && is_last_holder(state, access) {
+            // With waiters queued, the last holder decides between hand-off
+            // and notifying the head, under the queue mutex; unless the head
+            // is already awake and about to compete, when freeing the lock
+            // is all there is to do.
+            if state & (PARKED | NOTIFIED) == PARKED && is_last_holder(state, access) {
                 let mut queue = sync::lock(&self.queue);
                 let wakes = self.dispatch(&mut queue, Some(access));
                 drop(queue);
@@ -336,7 +343,8 @@ impl RawRwLock {
             } else {
                 0
             };
-            let next = ((after & HOLDERS) + plan.add) | parked;
+            let notified = if plan.notify_head { NOTIFIED } else { 0 };
+            let next = ((after & HOLDERS) + plan.add) | parked | notified;
             match self
                 .state
                 .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
@@ -382,15 +390,38 @@ impl RawRwLock {
         if !waiter.notified {
             return false;
         }
-        if self.try_acquire(access) {
-            queue.waiters.remove(&ticket);
-            if queue.waiters.is_empty() {
-                self.state.fetch_and(!PARKED, Ordering::Relaxed);
+        loop {
+            if self.try_acquire(access) {
+                queue.waiters.remove(&ticket);
+                let clear = if queue.waiters.is_empty() {
+                    PARKED | NOTIFIED
+                } else {
+                    NOTIFIED
+                };
+                self.state.fetch_and(!clear, Ordering::Relaxed);
+                return true;
             }
-            return true;
+            // Someone took the lock first. Go back to sleep, but clear
+            // `NOTIFIED` in the same step that sees the lock held, so the
+            // holder's release is sure to wake us again.
+            let state = self.state.load(Ordering::Relaxed);
+            if may_take(state, access) {
+                continue;
+            }
+            if self
+                .state
+                .compare_exchange(
+                    state,
+                    state & !NOTIFIED,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                waiter.notified = false;
+                return false;
+            }
         }
-        waiter.notified = false;
-        false
     }
 
     /// Polls an asynchronous acquisition. On `Pending`, the task's waker is
@@ -548,6 +579,7 @@ impl std::fmt::Debug for RawRwLock {
             .field("write_locked", &(state & WRITER != 0))
             .field("readers", &readers(state))
             .field("parked", &(state & PARKED != 0))
+            .field("head_notified", &(state & NOTIFIED != 0))
             .finish()
     }
 }
