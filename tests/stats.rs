@@ -225,3 +225,114 @@ fn statistics_can_be_switched_off() {
     assert_eq!(db.holders, 1, "the live view still works");
     drop(held);
 }
+
+#[test]
+fn snapshot_round_trips_through_json() {
+    let registry = Registry::new();
+    let keys = registry.keyed::<u64>("sessions");
+    drop(keys.write_blocking(&1));
+    let held = keys.write_blocking(&2);
+    let json = serde_json::to_string(&registry.stats()).unwrap();
+    let back: keylock::Stats = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, registry.stats());
+    assert_eq!(back.resource("sessions").unwrap().holders, 1);
+    assert!(json.contains("\"write_acquisitions\":2"), "{json}");
+    drop(held);
+}
+
+/// Captures what `tracing` writes while `body` runs on this thread.
+fn capture_events(body: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, body);
+    let bytes = buffer.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+#[test]
+fn long_holds_are_timed_and_reported() {
+    let registry = Registry::builder()
+        .long_hold_warning(Duration::from_millis(10))
+        .build();
+    let output = capture_events(|| {
+        let guard = registry.key_lock("sessions", &42u64).write_blocking();
+        std::thread::sleep(Duration::from_millis(20));
+        drop(guard);
+        drop(registry.lock("db").read_blocking());
+    });
+    assert!(output.contains("lock held long"), "{output}");
+    assert!(
+        output.contains("sessions") && output.contains("42"),
+        "{output}"
+    );
+    let stats = registry.stats();
+    let sessions = stats.resource("sessions").unwrap();
+    assert_eq!(sessions.hold.count, 1);
+    assert!(sessions.hold.min >= Duration::from_millis(20));
+    assert_eq!(stats.resource("db").unwrap().hold.count, 1);
+}
+
+#[test]
+fn timeouts_slow_waits_and_duplicates_are_reported() {
+    let registry = Registry::builder()
+        .slow_wait_warning(Duration::from_millis(5))
+        .build();
+    let output = capture_events(|| {
+        let held = registry.lock("db").write_blocking();
+        assert!(registry
+            .lock("db")
+            .write_blocking_timeout(Duration::from_millis(5))
+            .is_err());
+        let lock = registry.lock("db");
+        let waiter = std::thread::spawn(move || drop(lock.write_blocking()));
+        while registry.lock("db").waiters() == 0 {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_millis(15));
+        drop(held);
+        waiter.join().unwrap();
+        let seen = registry.dedup::<u64>("events");
+        seen.claim(&1).unwrap().commit();
+        assert!(seen.claim(&1).is_err());
+    });
+    assert!(output.contains("timed out after"), "{output}");
+    assert!(output.contains("duplicate skipped"), "{output}");
+    // The waiter ran on another thread, outside this capture; its wait is
+    // in the statistics.
+    let db = registry.stats().resource("db").unwrap().clone();
+    assert_eq!(db.contended, 1);
+    assert!(db.wait.max >= Duration::from_millis(15));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn slow_waits_are_warned_about() {
+    let registry = Registry::builder()
+        .slow_wait_warning(Duration::from_millis(5))
+        .build();
+    let db = registry.resource("db");
+    let held = db.write().await;
+    let mut waiting = Box::pin(db.write());
+    let output = capture_events(|| {
+        assert!(futures::FutureExt::now_or_never(waiting.as_mut()).is_none());
+        std::thread::sleep(Duration::from_millis(10));
+        drop(held);
+        assert!(futures::FutureExt::now_or_never(waiting.as_mut()).is_some());
+    });
+    assert!(output.contains("waited long for a lock"), "{output}");
+}

@@ -183,6 +183,7 @@ impl<K: Key> Scope<K> {
 
     fn duplicate<Q: ?Sized + fmt::Debug>(&self, key: &Q, in_flight: bool) -> Error {
         self.duplicates.fetch_add(1, Ordering::Relaxed);
+        crate::events::duplicate(&self.name, in_flight);
         Rejection {
             scope: Arc::clone(&self.name),
             key,
@@ -329,6 +330,7 @@ impl<K: Key> Dedup<K> {
             Attempt::InFlight => true,
         };
         self.scope.duplicates.fetch_add(1, Ordering::Relaxed);
+        crate::events::duplicate(&self.scope.name, in_flight);
         Err(Rejection {
             scope: Arc::clone(&self.scope.name),
             key,

@@ -79,6 +79,7 @@
 mod clock;
 mod dedup;
 mod error;
+mod events;
 mod key;
 mod keyed;
 mod lock;
@@ -99,7 +100,7 @@ pub use key::{Key, LockKey};
 pub use keyed::Keyed;
 pub use lock::{Acquire, Lock, ReadGuard, WriteGuard};
 pub use raw::Access;
-pub use registry::{Registry, RegistryBuilder, DEFAULT_FAIRNESS_BOUND};
+pub use registry::{Registry, RegistryBuilder, DEFAULT_FAIRNESS_BOUND, DEFAULT_SLOW_WAIT};
 pub use resource::Resource;
 pub use stats::{Distribution, ResourceStats, Stats};
 

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
+use crate::events;
 use crate::raw::{Access, Contention, RawRwLock, Slot};
 use crate::resource::ResourceInfo;
 use crate::stats::Event;
@@ -244,12 +245,14 @@ impl Lock {
             Some(held) => Ok(held),
             None => {
                 site.resource().record(Event::TimedOut);
-                Err(Error::Timeout {
+                let error = Error::Timeout {
                     resource,
                     key,
                     access,
                     waited: started.elapsed(),
-                })
+                };
+                events::timed_out(&error);
+                Err(error)
             }
         }
     }
@@ -265,26 +268,41 @@ impl Lock {
             Ok(contention) => Ok(self.acquired(access, contention)),
             Err(_) => {
                 self.site.resource().record(Event::TimedOut);
-                Err(Error::Timeout {
+                let error = Error::Timeout {
                     resource: self.site.resource().name_arc(),
                     key: self.site.key_debug(),
                     access,
                     waited: started.elapsed(),
-                })
+                };
+                events::timed_out(&error);
+                Err(error)
             }
         }
     }
 
     /// The one place every successful acquisition passes through.
     fn acquired(self, access: Access, contention: Contention) -> Held {
-        self.site.resource().record(Event::Acquired {
+        let resource = self.site.resource();
+        let waited = match contention {
+            Contention::Uncontended => None,
+            Contention::Contended(waited) => {
+                events::contended(
+                    resource.name(),
+                    || self.site.key_debug(),
+                    access,
+                    waited,
+                    resource.settings().slow_wait,
+                );
+                Some(waited)
+            }
+        };
+        resource.record(Event::Acquired { access, waited });
+        let since = resource.settings().long_hold.map(|_| Instant::now());
+        Held {
+            lock: self,
             access,
-            waited: match contention {
-                Contention::Uncontended => None,
-                Contention::Contended(waited) => Some(waited),
-            },
-        });
-        Held { lock: self, access }
+            since,
+        }
     }
 }
 
@@ -293,13 +311,28 @@ impl Lock {
 pub(crate) struct Held {
     lock: Lock,
     access: Access,
+    /// When the lock was taken, if hold times are measured.
+    since: Option<Instant>,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
         self.lock.site.raw().release(self.access);
+        let resource = self.lock.site.resource();
         if std::thread::panicking() {
-            self.lock.site.resource().record(Event::PanickedWhileHeld);
+            resource.record(Event::PanickedWhileHeld);
+        }
+        if let (Some(since), Some(threshold)) = (self.since, resource.settings().long_hold) {
+            let held = since.elapsed();
+            resource.record(Event::Held(held));
+            if held >= threshold {
+                events::long_hold(
+                    resource.name(),
+                    self.lock.site.key_debug(),
+                    self.access,
+                    held,
+                );
+            }
         }
     }
 }

@@ -51,11 +51,24 @@ pub struct Registry {
     inner: Arc<Inner>,
 }
 
+/// What every resource of a registry is built with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub(crate) fairness: Fairness,
+    pub(crate) statistics: bool,
+    /// Warn about waits at least this long.
+    pub(crate) slow_wait: Duration,
+    /// Time holds, and warn about holds at least this long.
+    pub(crate) long_hold: Option<Duration>,
+}
+
+/// The default [slow wait warning](RegistryBuilder::slow_wait_warning).
+pub const DEFAULT_SLOW_WAIT: Duration = Duration::from_secs(1);
+
 struct Inner {
     id: u64,
-    fairness: Fairness,
+    settings: Settings,
     fairness_bound: Duration,
-    statistics: bool,
     resources: Mutex<HashMap<Arc<str>, Arc<ResourceCore>>>,
     clock: Clock,
     /// Dedup scopes by name and key type.
@@ -85,6 +98,8 @@ impl Registry {
         RegistryBuilder {
             fairness_bound: DEFAULT_FAIRNESS_BOUND,
             statistics: true,
+            slow_wait: DEFAULT_SLOW_WAIT,
+            long_hold: None,
             clock: Clock::System,
         }
     }
@@ -113,11 +128,7 @@ impl Registry {
             return Resource::from_core(Arc::clone(core));
         }
         let name: Arc<str> = Arc::from(name);
-        let core = Arc::new(ResourceCore::new(
-            Arc::clone(&name),
-            self.inner.fairness,
-            self.inner.statistics,
-        ));
+        let core = Arc::new(ResourceCore::new(Arc::clone(&name), self.inner.settings));
         resources.insert(name, Arc::clone(&core));
         Resource::from_core(core)
     }
@@ -208,6 +219,8 @@ impl fmt::Debug for Registry {
 pub struct RegistryBuilder {
     fairness_bound: Duration,
     statistics: bool,
+    slow_wait: Duration,
+    long_hold: Option<Duration>,
     clock: Clock,
 }
 
@@ -233,6 +246,22 @@ impl RegistryBuilder {
         self
     }
 
+    /// Emit a `tracing` warning when an acquisition waited at least this
+    /// long (default: 1 s); shorter waits are `debug` events.
+    pub fn slow_wait_warning(mut self, threshold: Duration) -> Self {
+        self.slow_wait = threshold;
+        self
+    }
+
+    /// Time every hold (into the `hold` distribution of the statistics) and
+    /// emit a `tracing` warning naming the resource and key when a guard was
+    /// held at least this long. Off by default: timing holds reads the clock
+    /// twice per acquisition.
+    pub fn long_hold_warning(mut self, threshold: Duration) -> Self {
+        self.long_hold = Some(threshold);
+        self
+    }
+
     /// Uses a [`ManualClock`] for time-to-live expiry, so tests can move
     /// time forward instead of sleeping.
     pub fn clock(mut self, clock: ManualClock) -> Self {
@@ -245,9 +274,13 @@ impl RegistryBuilder {
         Registry {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-                fairness: Fairness::new(self.fairness_bound),
+                settings: Settings {
+                    fairness: Fairness::new(self.fairness_bound),
+                    statistics: self.statistics,
+                    slow_wait: self.slow_wait,
+                    long_hold: self.long_hold,
+                },
                 fairness_bound: self.fairness_bound,
-                statistics: self.statistics,
                 resources: Mutex::new(HashMap::new()),
                 clock: self.clock,
                 dedup: Mutex::new(HashMap::new()),

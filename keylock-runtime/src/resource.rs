@@ -9,6 +9,7 @@ use crate::key::{Key, LockKey};
 use crate::keyed::{KeyMap, Keyed};
 use crate::lock::{Acquire, Lock, ReadGuard, Site, WriteGuard};
 use crate::raw::{Access, Fairness, RawRwLock};
+use crate::registry::Settings;
 use crate::stats::{Counters, Event, Occupancy, ResourceStats};
 
 /// Type-erased view of a [`KeyMap`], for figures that span key types.
@@ -22,8 +23,7 @@ pub(crate) trait AnyKeyMap: Send + Sync {
 /// Key entries point here, never back at the map that holds them.
 pub(crate) struct ResourceInfo {
     name: Arc<str>,
-    fairness: Fairness,
-    statistics: bool,
+    settings: Settings,
     counters: Counters,
 }
 
@@ -37,13 +37,17 @@ impl ResourceInfo {
     }
 
     pub(crate) fn fairness(&self) -> Fairness {
-        self.fairness
+        self.settings.fairness
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// The statistics hook: every acquisition outcome of this resource, its
     /// own lock and every key, is recorded here.
     pub(crate) fn record(&self, event: Event) {
-        if self.statistics {
+        if self.settings.statistics {
             self.counters.record(event);
         }
     }
@@ -59,15 +63,14 @@ pub(crate) struct ResourceCore {
 }
 
 impl ResourceCore {
-    pub(crate) fn new(name: Arc<str>, fairness: Fairness, statistics: bool) -> Self {
+    pub(crate) fn new(name: Arc<str>, settings: Settings) -> Self {
         ResourceCore {
             info: Arc::new(ResourceInfo {
                 name,
-                fairness,
-                statistics,
+                settings,
                 counters: Counters::default(),
             }),
-            lock: RawRwLock::new(fairness),
+            lock: RawRwLock::new(settings.fairness),
             keyed: Mutex::new(HashMap::new()),
         }
     }

@@ -26,6 +26,8 @@ pub(crate) enum Event {
     Busy,
     /// A guard was dropped while its thread unwound from a panic.
     PanickedWhileHeld,
+    /// A guard was held this long (recorded only when hold times are on).
+    Held(Duration),
 }
 
 /// One stripe of counters, on a cache line of its own.
@@ -148,6 +150,7 @@ impl Histogram {
 /// A summary of durations: exact count, minimum, maximum and mean;
 /// percentiles accurate to their power-of-two bucket (an upper bound,
 /// never above the maximum).
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Distribution {
@@ -177,10 +180,15 @@ pub struct Distribution {
 pub(crate) struct Counters {
     stripes: [Stripe; STRIPES],
     wait: Histogram,
+    hold: Histogram,
 }
 
 impl Counters {
     pub(crate) fn record(&self, event: Event) {
+        if let Event::Held(held) = event {
+            self.hold.record(held);
+            return;
+        }
         let stripe = &self.stripes[stripe_index()];
         let counter = match event {
             Event::Acquired { access, waited } => {
@@ -196,6 +204,7 @@ impl Counters {
             Event::TimedOut => &stripe.timeouts,
             Event::Busy => &stripe.busy,
             Event::PanickedWhileHeld => &stripe.panics,
+            Event::Held(_) => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -217,6 +226,7 @@ impl Counters {
             busy: self.sum(|s| &s.busy),
             panics_while_held: self.sum(|s| &s.panics),
             wait: self.wait.snapshot(),
+            hold: self.hold.snapshot(),
             holders: occupancy.holders,
             waiters: occupancy.waiters,
             live_keys: occupancy.live_keys,
@@ -241,6 +251,7 @@ impl std::ops::AddAssign for Occupancy {
 }
 
 /// A snapshot of one resource's figures: its own lock and all its keys.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ResourceStats {
@@ -260,6 +271,10 @@ pub struct ResourceStats {
     pub panics_while_held: u64,
     /// How long contended acquisitions waited.
     pub wait: Distribution,
+    /// How long guards were held; empty unless the registry was built with
+    /// [`long_hold_warning`](crate::RegistryBuilder::long_hold_warning),
+    /// which turns hold timing on.
+    pub hold: Distribution,
     /// Holders right now (each reader counts).
     pub holders: usize,
     /// Callers queued right now.
@@ -288,6 +303,7 @@ impl ResourceStats {
 /// println!("{stats}");
 /// assert!(stats.to_prometheus().contains("keylock_acquisitions_total{resource=\"db\",mode=\"write\"} 1"));
 /// ```
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
@@ -390,49 +406,58 @@ impl Stats {
                 }
             });
         }
-        family(
-            "keylock_wait_seconds",
-            "histogram",
-            "How long contended acquisitions waited.",
-            &mut |out| {
+        let histograms: [HistogramMetric; 2] = [
+            (
+                "keylock_wait_seconds",
+                "How long contended acquisitions waited.",
+                |r| &r.wait,
+            ),
+            (
+                "keylock_hold_seconds",
+                "How long locks were held (when hold timing is on).",
+                |r| &r.hold,
+            ),
+        ];
+        for (metric, help, distribution) in histograms {
+            family(metric, "histogram", help, &mut |out| {
                 for r in resources {
                     let name = escape(&r.name);
+                    let d = distribution(r);
                     let mut cumulative = 0;
-                    let last = r.wait.buckets.len().saturating_sub(1);
-                    for (index, (bound, count)) in r.wait.buckets.iter().enumerate() {
+                    let last = d.buckets.len().saturating_sub(1);
+                    for (index, (bound, count)) in d.buckets.iter().enumerate() {
                         cumulative += count;
                         if index < last {
                             let _ = writeln!(
                                 out,
-                                "keylock_wait_seconds_bucket{{resource=\"{name}\",le=\"{}\"}} {cumulative}",
+                                "{metric}_bucket{{resource=\"{name}\",le=\"{}\"}} {cumulative}",
                                 bound.as_secs_f64()
                             );
                         }
                     }
                     let _ = writeln!(
                         out,
-                        "keylock_wait_seconds_bucket{{resource=\"{name}\",le=\"+Inf\"}} {}",
-                        r.wait.count
+                        "{metric}_bucket{{resource=\"{name}\",le=\"+Inf\"}} {}",
+                        d.count
                     );
                     let _ = writeln!(
                         out,
-                        "keylock_wait_seconds_sum{{resource=\"{name}\"}} {}",
-                        r.wait.sum.as_secs_f64()
+                        "{metric}_sum{{resource=\"{name}\"}} {}",
+                        d.sum.as_secs_f64()
                     );
-                    let _ = writeln!(
-                        out,
-                        "keylock_wait_seconds_count{{resource=\"{name}\"}} {}",
-                        r.wait.count
-                    );
+                    let _ = writeln!(out, "{metric}_count{{resource=\"{name}\"}} {}", d.count);
                 }
-            },
-        );
+            });
+        }
         out
     }
 }
 
 /// A metric family: name, help text, and the figure it reports.
 type Metric<T> = (&'static str, &'static str, fn(&ResourceStats) -> T);
+
+/// A histogram family: name, help text, and the distribution it reports.
+type HistogramMetric = (&'static str, &'static str, fn(&ResourceStats) -> &Distribution);
 
 /// Escapes a label value for the Prometheus text format.
 fn escape(value: &str) -> String {

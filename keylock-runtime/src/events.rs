@@ -1,0 +1,82 @@
+//! `tracing` events (feature `tracing`, on by default): contention past a
+//! threshold, timeouts, long holds and skipped duplicates. Without the
+//! feature these are empty and compile away.
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::raw::Access;
+
+/// An acquisition had to queue; a warning when it waited `slow` or longer.
+#[cfg(feature = "tracing")]
+pub(crate) fn contended(
+    resource: &str,
+    key: impl Fn() -> Option<String>,
+    access: Access,
+    waited: Duration,
+    slow: Duration,
+) {
+    if waited >= slow {
+        tracing::warn!(
+            target: "keylock",
+            resource,
+            key = key(),
+            access = access.as_str(),
+            waited_ms = waited.as_secs_f64() * 1e3,
+            "waited long for a lock"
+        );
+    } else {
+        tracing::debug!(
+            target: "keylock",
+            resource,
+            key = key(),
+            access = access.as_str(),
+            waited_ms = waited.as_secs_f64() * 1e3,
+            "lock contended"
+        );
+    }
+}
+
+/// A waiting acquisition gave up.
+#[cfg(feature = "tracing")]
+pub(crate) fn timed_out(error: &Error) {
+    tracing::warn!(target: "keylock", resource = error.resource(), key = error.key(), "{error}");
+}
+
+/// A guard was held for `held`, at least the configured threshold.
+#[cfg(feature = "tracing")]
+pub(crate) fn long_hold(resource: &str, key: Option<String>, access: Access, held: Duration) {
+    tracing::warn!(
+        target: "keylock",
+        resource,
+        key,
+        access = access.as_str(),
+        held_ms = held.as_secs_f64() * 1e3,
+        "lock held long"
+    );
+}
+
+/// A duplicate was turned away.
+#[cfg(feature = "tracing")]
+pub(crate) fn duplicate(scope: &str, in_flight: bool) {
+    tracing::debug!(target: "keylock", scope, in_flight, "duplicate skipped");
+}
+
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn contended(
+    _: &str,
+    _: impl Fn() -> Option<String>,
+    _: Access,
+    _: Duration,
+    _: Duration,
+) {
+}
+
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn timed_out(_: &Error) {}
+
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn long_hold(_: &str, _: Option<String>, _: Access, _: Duration) {}
+
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn duplicate(_: &str, _: bool) {}
