@@ -457,7 +457,11 @@ impl Stats {
 type Metric<T> = (&'static str, &'static str, fn(&ResourceStats) -> T);
 
 /// A histogram family: name, help text, and the distribution it reports.
-type HistogramMetric = (&'static str, &'static str, fn(&ResourceStats) -> &Distribution);
+type HistogramMetric = (
+    &'static str,
+    &'static str,
+    fn(&ResourceStats) -> &Distribution,
+);
 
 /// Escapes a label value for the Prometheus text format.
 fn escape(value: &str) -> String {
