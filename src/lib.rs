@@ -3,8 +3,8 @@
 
 pub use keylock_runtime::{
     Access, Acquire, Claim, Dedup, DedupOptions, Distribution, Error, Key, Keyed, Lock, LockKey,
-    ManualClock, ReadGuard, Registry, RegistryBuilder, Resource, ResourceStats, Stats, WriteGuard,
-    DEFAULT_CAPACITY, DEFAULT_FAIRNESS_BOUND, DEFAULT_SLOW_WAIT, DEFAULT_TTL,
+    ManualClock, Participant, ReadGuard, Registry, RegistryBuilder, Resource, ResourceStats, Role,
+    Stats, WriteGuard, DEFAULT_CAPACITY, DEFAULT_FAIRNESS_BOUND, DEFAULT_SLOW_WAIT, DEFAULT_TTL,
 };
 
 #[doc = include_str!("attributes.md")]

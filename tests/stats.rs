@@ -336,3 +336,62 @@ async fn slow_waits_are_warned_about() {
     });
     assert!(output.contains("waited long for a lock"), "{output}");
 }
+
+static TRACKED: std::sync::LazyLock<Registry> =
+    std::sync::LazyLock::new(|| Registry::builder().track_holders(true).build());
+
+#[write_lock("tracked", key = channel, registry = TRACKED)]
+async fn tracked_handler(channel: u64, hold: Duration) {
+    tokio::time::sleep(hold).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_view_names_holders_and_waiters() {
+    let holder = tokio::spawn(tracked_handler(7, Duration::from_millis(200)));
+    while !TRACKED.keyed::<u64>("tracked").is_locked(&7) {
+        tokio::task::yield_now().await;
+    }
+    let waiter = tokio::spawn(tracked_handler(7, Duration::ZERO));
+    let thread_waiter = std::thread::Builder::new()
+        .name("sync-worker".into())
+        .spawn(|| drop(TRACKED.keyed::<u64>("tracked").write_blocking(&7)))
+        .unwrap();
+    while TRACKED.keyed::<u64>("tracked").waiters(&7) < 2 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let stats = TRACKED.stats();
+    let live = &stats.resource("tracked").unwrap().live;
+    assert_eq!(live.len(), 3, "{live:#?}");
+    let holding = &live[0];
+    assert_eq!(holding.role, keylock::Role::Holding);
+    assert_eq!(holding.key.as_deref(), Some("7"));
+    assert_eq!(holding.access, keylock::Access::Write);
+    assert!(
+        holding.location.starts_with("tests/stats.rs:"),
+        "{}",
+        holding.location
+    );
+    assert!(holding.task.is_some());
+    assert!(holding.duration >= Duration::from_millis(20));
+    assert!(live[1..]
+        .iter()
+        .all(|who| who.role == keylock::Role::Waiting));
+    let sync_waiter = live
+        .iter()
+        .find(|who| who.thread == "sync-worker")
+        .expect("the blocking waiter is listed");
+    assert!(sync_waiter.task.is_none());
+    assert!(sync_waiter.location.starts_with("tests/stats.rs:"));
+    let table = stats.to_string();
+    assert!(
+        table.contains("tracked holds the write lock on key 7"),
+        "{table}"
+    );
+
+    holder.await.unwrap();
+    waiter.await.unwrap();
+    thread_waiter.join().unwrap();
+    assert!(TRACKED.stats().resource("tracked").unwrap().live.is_empty());
+}

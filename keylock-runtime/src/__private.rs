@@ -4,6 +4,8 @@
 //! the documented types instead.
 
 use std::any::Any;
+use std::future::Future;
+use std::panic::Location;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -143,30 +145,38 @@ impl LockFailure for () {
 macro_rules! acquire_fns {
     ($guard:ident, $access:expr, $wait:ident, $timeout:ident, $try:ident, $blocking:ident, $blocking_timeout:ident) => {
         /// Waits for the lock.
+        #[track_caller]
         pub fn $wait(lock: Lock) -> Acquire<$guard> {
-            lock.acquire($access)
+            lock.acquire($access, Location::caller())
         }
 
         /// Waits at most `timeout` for the lock.
-        pub async fn $timeout(lock: Lock, timeout: Duration) -> Result<$guard, Error> {
-            lock.acquire_timeout($access, timeout)
-                .await
-                .map($guard::from_held)
+        #[track_caller]
+        pub fn $timeout(
+            lock: Lock,
+            timeout: Duration,
+        ) -> impl Future<Output = Result<$guard, Error>> + Send + 'static {
+            let acquisition = lock.acquire_timeout($access, timeout, Location::caller());
+            async move { acquisition.await.map($guard::from_held) }
         }
 
         /// Takes the lock if it is free.
+        #[track_caller]
         pub fn $try(lock: Lock) -> Result<$guard, Error> {
-            lock.try_acquire($access).map($guard::from_held)
+            lock.try_acquire($access, Location::caller())
+                .map($guard::from_held)
         }
 
         /// Blocks until the lock is held.
+        #[track_caller]
         pub fn $blocking(lock: Lock) -> $guard {
             lock.$blocking()
         }
 
         /// Blocks at most `timeout` for the lock.
+        #[track_caller]
         pub fn $blocking_timeout(lock: Lock, timeout: Duration) -> Result<$guard, Error> {
-            lock.acquire_blocking_timeout($access, timeout)
+            lock.acquire_blocking_timeout($access, timeout, Location::caller())
                 .map($guard::from_held)
         }
     };

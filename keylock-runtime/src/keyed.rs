@@ -24,6 +24,7 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::Hash;
+use std::panic::Location;
 use std::sync::Arc;
 
 use crate::key::{Key, LockKey};
@@ -219,12 +220,13 @@ impl<K: Key> Keyed<K> {
     ///
     /// Dropping the future before it completes leaves nothing behind: no
     /// waiter, and the key is idle if nobody else uses it.
+    #[track_caller]
     pub fn read<Q>(&self, key: &Q) -> Acquire<ReadGuard>
     where
         Q: ?Sized + LockKey<Owned = K>,
         K: Borrow<Q>,
     {
-        self.map.lock(key).acquire(Access::Read)
+        self.map.lock(key).acquire(Access::Read, Location::caller())
     }
 
     /// Waits for exclusive access to `key`.
@@ -233,12 +235,15 @@ impl<K: Key> Keyed<K> {
     ///
     /// Dropping the future before it completes leaves nothing behind: no
     /// waiter, and the key is idle if nobody else uses it.
+    #[track_caller]
     pub fn write<Q>(&self, key: &Q) -> Acquire<WriteGuard>
     where
         Q: ?Sized + LockKey<Owned = K>,
         K: Borrow<Q>,
     {
-        self.map.lock(key).acquire(Access::Write)
+        self.map
+            .lock(key)
+            .acquire(Access::Write, Location::caller())
     }
 
     /// Takes shared access to `key` if it is free now; never waits.
@@ -247,6 +252,7 @@ impl<K: Key> Keyed<K> {
     ///
     /// [`Error::Busy`](crate::Error::Busy) when the key is held in a
     /// conflicting mode.
+    #[track_caller]
     pub fn try_read<Q>(&self, key: &Q) -> Result<ReadGuard, crate::Error>
     where
         Q: ?Sized + LockKey<Owned = K>,
@@ -260,6 +266,7 @@ impl<K: Key> Keyed<K> {
     /// # Errors
     ///
     /// [`Error::Busy`](crate::Error::Busy) when the key is held.
+    #[track_caller]
     pub fn try_write<Q>(&self, key: &Q) -> Result<WriteGuard, crate::Error>
     where
         Q: ?Sized + LockKey<Owned = K>,
@@ -272,6 +279,7 @@ impl<K: Key> Keyed<K> {
     ///
     /// A blocking wait cannot be cancelled; bound it with
     /// [`Lock::read_blocking_timeout`] on [`Keyed::key`].
+    #[track_caller]
     pub fn read_blocking<Q>(&self, key: &Q) -> ReadGuard
     where
         Q: ?Sized + LockKey<Owned = K>,
@@ -284,6 +292,7 @@ impl<K: Key> Keyed<K> {
     ///
     /// A blocking wait cannot be cancelled; bound it with
     /// [`Lock::write_blocking_timeout`] on [`Keyed::key`].
+    #[track_caller]
     pub fn write_blocking<Q>(&self, key: &Q) -> WriteGuard
     where
         Q: ?Sized + LockKey<Owned = K>,

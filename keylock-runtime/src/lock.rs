@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::panic::Location;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::events;
-use crate::raw::{Access, Contention, RawRwLock, Slot};
+use crate::live::Role;
+use crate::raw::{Access, Contention, RawRwLock, Slot, TimedOut};
 use crate::resource::ResourceInfo;
 use crate::stats::Event;
 use crate::timer;
@@ -79,8 +81,9 @@ macro_rules! acquire_methods {
         /// Dropping the future before it completes leaves the queue exactly
         /// as if it had never been polled: no waiter, no count, and if the
         /// lock was handed to it in the meantime, it is passed on.
+        #[track_caller]
         pub fn $acquire(&self) -> Acquire<$guard> {
-            self.clone().acquire($access)
+            self.clone().acquire($access, Location::caller())
         }
 
         #[doc = concat!("Takes ", $mode, " access if a newcomer can have it now; never waits.")]
@@ -89,8 +92,11 @@ macro_rules! acquire_methods {
         ///
         /// [`Error::Busy`] when the lock is held in a conflicting mode, or
         /// queued writers have priority.
+        #[track_caller]
         pub fn $try(&self) -> Result<$guard, Error> {
-            self.clone().try_acquire($access).map($guard::from_held)
+            self.clone()
+                .try_acquire($access, Location::caller())
+                .map($guard::from_held)
         }
 
         #[doc = concat!("Waits at most `timeout` for ", $mode, " access.")]
@@ -107,11 +113,15 @@ macro_rules! acquire_methods {
         ///
         /// As for the untimed acquisition: dropping the future leaves nothing
         /// behind.
-        pub async fn $timeout(&self, timeout: Duration) -> Result<$guard, Error> {
-            self.clone()
-                .acquire_timeout($access, timeout)
-                .await
-                .map($guard::from_held)
+        #[track_caller]
+        pub fn $timeout(
+            &self,
+            timeout: Duration,
+        ) -> impl Future<Output = Result<$guard, Error>> + Send + 'static {
+            let acquisition = self
+                .clone()
+                .acquire_timeout($access, timeout, Location::caller());
+            async move { acquisition.await.map($guard::from_held) }
         }
 
         #[doc = concat!("Blocks the current thread until ", $mode, " access is held.")]
@@ -124,13 +134,15 @@ macro_rules! acquire_methods {
         ///
         /// A blocking wait cannot be cancelled; use the `_blocking_timeout`
         /// form to bound it.
+        #[track_caller]
         pub fn $blocking(&self) -> $guard {
+            let location = Location::caller();
             let lock = self.clone();
-            let contention = match lock.site.raw().acquire_blocking($access, None) {
+            let contention = match lock.wait_blocking($access, None, location) {
                 Ok(contention) => contention,
                 Err(_) => unreachable!("an acquisition without deadline cannot time out"),
             };
-            $guard::from_held(lock.acquired($access, contention))
+            $guard::from_held(lock.acquired($access, contention, location))
         }
 
         #[doc = concat!("Blocks the current thread at most `timeout` for ", $mode, " access.")]
@@ -143,9 +155,10 @@ macro_rules! acquire_methods {
         /// # Cancellation
         ///
         /// The timeout is the only way to end the wait early.
+        #[track_caller]
         pub fn $blocking_timeout(&self, timeout: Duration) -> Result<$guard, Error> {
             self.clone()
-                .acquire_blocking_timeout($access, timeout)
+                .acquire_blocking_timeout($access, timeout, Location::caller())
                 .map($guard::from_held)
         }
     };
@@ -207,18 +220,48 @@ impl Lock {
         self.site.raw().waiters()
     }
 
-    pub(crate) fn acquire<G>(self, access: Access) -> Acquire<G> {
+    pub(crate) fn acquire<G>(
+        self,
+        access: Access,
+        location: &'static Location<'static>,
+    ) -> Acquire<G> {
         Acquire {
             lock: Some(self),
             access,
             slot: Slot::Start,
+            location,
+            waiting: None,
             _guard: PhantomData,
         }
     }
 
-    pub(crate) fn try_acquire(self, access: Access) -> Result<Held, Error> {
+    /// Blocks for the lock; listed as a waiter in the live view, if kept,
+    /// while it waits.
+    fn wait_blocking(
+        &self,
+        access: Access,
+        deadline: Option<Instant>,
+        location: &'static Location<'static>,
+    ) -> Result<Contention, TimedOut> {
+        let Some(live) = self.site.resource().live() else {
+            return self.site.raw().acquire_blocking(access, deadline);
+        };
         if self.site.raw().try_acquire(access) {
-            Ok(self.acquired(access, Contention::Uncontended))
+            return Ok(Contention::Uncontended);
+        }
+        let id = live.enter(Role::Waiting, self.site.key_debug(), access, location);
+        let result = self.site.raw().acquire_blocking(access, deadline);
+        live.leave(id);
+        result
+    }
+
+    pub(crate) fn try_acquire(
+        self,
+        access: Access,
+        location: &'static Location<'static>,
+    ) -> Result<Held, Error> {
+        if self.site.raw().try_acquire(access) {
+            Ok(self.acquired(access, Contention::Uncontended, location))
         } else {
             self.site.resource().record(Event::Busy);
             Err(Error::Busy {
@@ -233,15 +276,16 @@ impl Lock {
         self,
         access: Access,
         timeout: Duration,
+        location: &'static Location<'static>,
     ) -> Result<Held, Error> {
         if self.site.raw().try_acquire(access) {
-            return Ok(self.acquired(access, Contention::Uncontended));
+            return Ok(self.acquired(access, Contention::Uncontended, location));
         }
         let started = Instant::now();
         let resource = self.site.resource().name_arc();
         let key = self.site.key_debug();
         let site = Arc::clone(&self.site);
-        match timer::timeout(timeout, self.acquire::<Held>(access)).await {
+        match timer::timeout(timeout, self.acquire::<Held>(access, location)).await {
             Some(held) => Ok(held),
             None => {
                 site.resource().record(Event::TimedOut);
@@ -261,11 +305,12 @@ impl Lock {
         self,
         access: Access,
         timeout: Duration,
+        location: &'static Location<'static>,
     ) -> Result<Held, Error> {
         let started = Instant::now();
         let deadline = started.checked_add(timeout);
-        match self.site.raw().acquire_blocking(access, deadline) {
-            Ok(contention) => Ok(self.acquired(access, contention)),
+        match self.wait_blocking(access, deadline, location) {
+            Ok(contention) => Ok(self.acquired(access, contention, location)),
             Err(_) => {
                 self.site.resource().record(Event::TimedOut);
                 let error = Error::Timeout {
@@ -281,7 +326,12 @@ impl Lock {
     }
 
     /// The one place every successful acquisition passes through.
-    fn acquired(self, access: Access, contention: Contention) -> Held {
+    fn acquired(
+        self,
+        access: Access,
+        contention: Contention,
+        location: &'static Location<'static>,
+    ) -> Held {
         let resource = self.site.resource();
         let waited = match contention {
             Contention::Uncontended => None,
@@ -298,10 +348,14 @@ impl Lock {
         };
         resource.record(Event::Acquired { access, waited });
         let since = resource.settings().long_hold.map(|_| Instant::now());
+        let live = resource
+            .live()
+            .map(|live| live.enter(Role::Holding, self.site.key_debug(), access, location));
         Held {
             lock: self,
             access,
             since,
+            live,
         }
     }
 }
@@ -313,12 +367,17 @@ pub(crate) struct Held {
     access: Access,
     /// When the lock was taken, if hold times are measured.
     since: Option<Instant>,
+    /// The entry in the live view, if kept.
+    live: Option<u64>,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
         self.lock.site.raw().release(self.access);
         let resource = self.lock.site.resource();
+        if let (Some(id), Some(live)) = (self.live, resource.live()) {
+            live.leave(id);
+        }
         if std::thread::panicking() {
             resource.record(Event::PanickedWhileHeld);
         }
@@ -367,6 +426,9 @@ pub struct Acquire<G> {
     lock: Option<Lock>,
     access: Access,
     slot: Slot,
+    location: &'static Location<'static>,
+    /// The entry in the live view while queued, if kept.
+    waiting: Option<u64>,
     _guard: PhantomData<fn() -> G>,
 }
 
@@ -377,6 +439,17 @@ impl<G> fmt::Debug for Acquire<G> {
             .field("access", &self.access)
             .field("slot", &self.slot)
             .finish()
+    }
+}
+
+impl<G> Acquire<G> {
+    /// Leaves the live view's waiter list, if listed.
+    fn stop_waiting(&mut self) {
+        if let (Some(id), Some(lock)) = (self.waiting.take(), self.lock.as_ref()) {
+            if let Some(live) = lock.site.resource().live() {
+                live.leave(id);
+            }
+        }
     }
 }
 
@@ -393,12 +466,29 @@ impl<G: FromHeld> Future for Acquire<G> {
             .raw()
             .poll_acquire(this.access, &mut this.slot, cx)
         {
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                if this.waiting.is_none() {
+                    if let Some(live) = lock.site.resource().live() {
+                        this.waiting = Some(live.enter(
+                            Role::Waiting,
+                            lock.site.key_debug(),
+                            this.access,
+                            this.location,
+                        ));
+                    }
+                }
+                Poll::Pending
+            }
             Poll::Ready(contention) => {
+                this.stop_waiting();
                 let Some(lock) = this.lock.take() else {
                     unreachable!("checked above");
                 };
-                Poll::Ready(G::from_held(lock.acquired(this.access, contention)))
+                Poll::Ready(G::from_held(lock.acquired(
+                    this.access,
+                    contention,
+                    this.location,
+                )))
             }
         }
     }
@@ -406,6 +496,7 @@ impl<G: FromHeld> Future for Acquire<G> {
 
 impl<G> Drop for Acquire<G> {
     fn drop(&mut self) {
+        self.stop_waiting();
         if let Some(lock) = &self.lock {
             lock.site.raw().cancel(self.access, &mut self.slot);
         }

@@ -46,6 +46,7 @@ const HOLDERS: usize = !(PARKED | NOTIFIED);
 
 /// Shared (read) or exclusive (write) access.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Access {
     /// Shared access: any number of readers hold the lock together.
     Read,

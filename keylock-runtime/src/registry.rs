@@ -60,6 +60,8 @@ pub(crate) struct Settings {
     pub(crate) slow_wait: Duration,
     /// Time holds, and warn about holds at least this long.
     pub(crate) long_hold: Option<Duration>,
+    /// Keep the live view of holders and waiters.
+    pub(crate) track_holders: bool,
 }
 
 /// The default [slow wait warning](RegistryBuilder::slow_wait_warning).
@@ -100,6 +102,7 @@ impl Registry {
             statistics: true,
             slow_wait: DEFAULT_SLOW_WAIT,
             long_hold: None,
+            track_holders: false,
             clock: Clock::System,
         }
     }
@@ -221,6 +224,7 @@ pub struct RegistryBuilder {
     statistics: bool,
     slow_wait: Duration,
     long_hold: Option<Duration>,
+    track_holders: bool,
     clock: Clock,
 }
 
@@ -262,6 +266,16 @@ impl RegistryBuilder {
         self
     }
 
+    /// Keep a live view of every holder and waiter: key, where it was
+    /// acquired (the annotated function or the API call), thread, Tokio
+    /// task, and for how long; it appears in
+    /// [`ResourceStats::live`](crate::ResourceStats::live). Off by default:
+    /// it costs a mutex and an allocation per acquisition.
+    pub fn track_holders(mut self, enabled: bool) -> Self {
+        self.track_holders = enabled;
+        self
+    }
+
     /// Uses a [`ManualClock`] for time-to-live expiry, so tests can move
     /// time forward instead of sleeping.
     pub fn clock(mut self, clock: ManualClock) -> Self {
@@ -279,6 +293,7 @@ impl RegistryBuilder {
                     statistics: self.statistics,
                     slow_wait: self.slow_wait,
                     long_hold: self.long_hold,
+                    track_holders: self.track_holders,
                 },
                 fairness_bound: self.fairness_bound,
                 resources: Mutex::new(HashMap::new()),

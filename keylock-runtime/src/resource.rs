@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::key::{Key, LockKey};
 use crate::keyed::{KeyMap, Keyed};
+use crate::live::LiveTable;
 use crate::lock::{Acquire, Lock, ReadGuard, Site, WriteGuard};
 use crate::raw::{Access, Fairness, RawRwLock};
 use crate::registry::Settings;
@@ -25,6 +26,7 @@ pub(crate) struct ResourceInfo {
     name: Arc<str>,
     settings: Settings,
     counters: Counters,
+    live: Option<LiveTable>,
 }
 
 impl ResourceInfo {
@@ -42,6 +44,11 @@ impl ResourceInfo {
 
     pub(crate) fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The live view, when the registry tracks holders.
+    pub(crate) fn live(&self) -> Option<&LiveTable> {
+        self.live.as_ref()
     }
 
     /// The statistics hook: every acquisition outcome of this resource, its
@@ -69,6 +76,7 @@ impl ResourceCore {
                 name,
                 settings,
                 counters: Counters::default(),
+                live: settings.track_holders.then(LiveTable::default),
             }),
             lock: RawRwLock::new(settings.fairness),
             keyed: Mutex::new(HashMap::new()),
@@ -156,8 +164,10 @@ impl Resource {
     /// # Cancel safety
     ///
     /// Dropping the future before it completes leaves nothing behind.
+    #[track_caller]
     pub fn read(&self) -> Acquire<ReadGuard> {
-        self.lock().acquire(Access::Read)
+        self.lock()
+            .acquire(Access::Read, std::panic::Location::caller())
     }
 
     /// Waits for exclusive access to the resource's own lock.
@@ -165,8 +175,10 @@ impl Resource {
     /// # Cancel safety
     ///
     /// Dropping the future before it completes leaves nothing behind.
+    #[track_caller]
     pub fn write(&self) -> Acquire<WriteGuard> {
-        self.lock().acquire(Access::Write)
+        self.lock()
+            .acquire(Access::Write, std::panic::Location::caller())
     }
 
     /// The keyed locks of this resource for keys of type `K`.
@@ -200,10 +212,15 @@ impl Resource {
 
     /// A snapshot of this resource's figures.
     pub fn stats(&self) -> ResourceStats {
-        self.core
+        let mut stats = self
+            .core
             .info
             .counters
-            .snapshot(self.name(), self.core.occupancy())
+            .snapshot(self.name(), self.core.occupancy());
+        if let Some(live) = self.core.info.live() {
+            stats.live = live.snapshot();
+        }
+        stats
     }
 }
 

@@ -230,6 +230,7 @@ impl Counters {
             holders: occupancy.holders,
             waiters: occupancy.waiters,
             live_keys: occupancy.live_keys,
+            live: Vec::new(),
         }
     }
 }
@@ -281,6 +282,10 @@ pub struct ResourceStats {
     pub waiters: usize,
     /// Keys held or waited for right now.
     pub live_keys: usize,
+    /// Every holder and waiter right now, holders first and longest first;
+    /// empty unless the registry was built with
+    /// [`track_holders`](crate::RegistryBuilder::track_holders).
+    pub live: Vec<crate::live::Participant>,
 }
 
 impl ResourceStats {
@@ -528,6 +533,27 @@ impl fmt::Display for Stats {
         line(f, &header)?;
         for row in &rows {
             line(f, &row.iter().map(String::as_str).collect::<Vec<_>>())?;
+        }
+        for resource in &self.resources {
+            for who in &resource.live {
+                let role = match who.role {
+                    crate::live::Role::Holding => "holds",
+                    crate::live::Role::Waiting => "waits for",
+                };
+                write!(f, "  {} {role} the {} lock", resource.name, who.access)?;
+                if let Some(key) = &who.key {
+                    write!(f, " on key {key}")?;
+                }
+                write!(
+                    f,
+                    " for {:?}, from {} on thread {}",
+                    who.duration, who.location, who.thread
+                )?;
+                if let Some(task) = &who.task {
+                    write!(f, " (task {task})")?;
+                }
+                writeln!(f)?;
+            }
         }
         Ok(())
     }

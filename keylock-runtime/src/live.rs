@@ -1,0 +1,126 @@
+//! The live view: who holds and who waits for each lock right now, where
+//! from, on which thread or task, and for how long. Opt-in
+//! ([`RegistryBuilder::track_holders`](crate::RegistryBuilder::track_holders)):
+//! it records every acquisition in a table, which costs a mutex and an
+//! allocation per call.
+
+use std::collections::HashMap;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::raw::Access;
+
+/// Whether a participant holds a lock or waits for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Role {
+    /// Holds the lock.
+    Holding,
+    /// Is queued for the lock.
+    Waiting,
+}
+
+/// One holder or waiter of a lock, as of a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct Participant {
+    /// Holding or waiting.
+    pub role: Role,
+    /// The key, in its `Debug` form, for keyed locks.
+    pub key: Option<String>,
+    /// Read or write.
+    pub access: Access,
+    /// Where the acquisition was made: the annotated function, or the call
+    /// of the runtime API, as `file:line:column`.
+    pub location: String,
+    /// The thread that acquired (its name, or its id).
+    pub thread: String,
+    /// The Tokio task that acquired, if any.
+    pub task: Option<String>,
+    /// How long it has held or waited so far.
+    pub duration: Duration,
+}
+
+struct Record {
+    role: Role,
+    key: Option<String>,
+    access: Access,
+    location: &'static Location<'static>,
+    thread: String,
+    task: Option<String>,
+    since: Instant,
+}
+
+/// The participants of one resource.
+#[derive(Default)]
+pub(crate) struct LiveTable {
+    next: AtomicU64,
+    records: Mutex<HashMap<u64, Record>>,
+}
+
+impl LiveTable {
+    /// Adds a participant; returns the id to remove it with.
+    pub(crate) fn enter(
+        &self,
+        role: Role,
+        key: Option<String>,
+        access: Access,
+        location: &'static Location<'static>,
+    ) -> u64 {
+        let thread = std::thread::current();
+        let thread = match thread.name() {
+            Some(name) => name.to_owned(),
+            None => format!("{:?}", thread.id()),
+        };
+        let task = tokio::task::try_id().map(|id| id.to_string());
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let record = Record {
+            role,
+            key,
+            access,
+            location,
+            thread,
+            task,
+            since: Instant::now(),
+        };
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, record);
+        id
+    }
+
+    pub(crate) fn leave(&self, id: u64) {
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    /// Everyone right now, holders first, longest first.
+    pub(crate) fn snapshot(&self) -> Vec<Participant> {
+        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let mut participants: Vec<Participant> = records
+            .values()
+            .map(|record| Participant {
+                role: record.role,
+                key: record.key.clone(),
+                access: record.access,
+                location: record.location.to_string(),
+                thread: record.thread.clone(),
+                task: record.task.clone(),
+                duration: record.since.elapsed(),
+            })
+            .collect();
+        drop(records);
+        participants.sort_by(|a, b| {
+            (a.role == Role::Waiting)
+                .cmp(&(b.role == Role::Waiting))
+                .then(b.duration.cmp(&a.duration))
+        });
+        participants
+    }
+}
