@@ -83,6 +83,19 @@ async fn holders_and_waiters_are_listed_while_they_hold_and_queue() {
     assert_eq!(channels.write_acquisitions, 4);
     assert_eq!(channels.read_acquisitions, 2);
     assert_eq!(channels.contended, 3);
+    assert_eq!(channels.peak_waiters, 3);
+}
+
+#[test]
+fn evictions_count_the_idle_entries_swept() {
+    let registry = Registry::new();
+    let keys = registry.keyed::<u64>("many");
+    for key in 0..3_000u64 {
+        drop(keys.write_blocking(&key));
+    }
+    let evictions = registry.stats().resource("many").unwrap().evictions;
+    assert!(evictions > 0);
+    assert_eq!(evictions + keys.entries_in_memory() as u64, 3_000);
 }
 
 #[test]

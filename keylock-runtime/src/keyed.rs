@@ -82,6 +82,8 @@ pub(crate) struct KeyMap<K: Key> {
     /// Sweep when `approximate_len` passes this.
     sweep_at: std::sync::atomic::AtomicUsize,
     sweeping: std::sync::atomic::AtomicBool,
+    /// Idle entries removed so far.
+    evictions: std::sync::atomic::AtomicU64,
 }
 
 impl<K: Key> KeyMap<K> {
@@ -92,6 +94,7 @@ impl<K: Key> KeyMap<K> {
             approximate_len: std::sync::atomic::AtomicUsize::new(0),
             sweep_at: std::sync::atomic::AtomicUsize::new(MIN_SWEEP),
             sweeping: std::sync::atomic::AtomicBool::new(false),
+            evictions: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -131,7 +134,8 @@ impl<K: Key> KeyMap<K> {
         {
             return;
         }
-        let kept = self.entries.sweep();
+        let (kept, removed) = self.entries.sweep();
+        self.evictions.fetch_add(removed, Relaxed);
         self.approximate_len.store(kept, Relaxed);
         self.sweep_at.store((kept * 2).max(MIN_SWEEP), Relaxed);
         self.sweeping.store(false, Ordering::Release);
@@ -139,7 +143,9 @@ impl<K: Key> KeyMap<K> {
 
     /// Removes every idle entry now.
     pub(crate) fn sweep(&self) {
-        let kept = self.entries.sweep();
+        let (kept, removed) = self.entries.sweep();
+        self.evictions
+            .fetch_add(removed, std::sync::atomic::Ordering::Relaxed);
         self.approximate_len
             .store(kept, std::sync::atomic::Ordering::Relaxed);
     }
@@ -156,6 +162,10 @@ impl<K: Key> KeyMap<K> {
 impl<K: Key> AnyKeyMap for KeyMap<K> {
     fn occupancy(&self) -> crate::stats::Occupancy {
         self.entries.occupancy()
+    }
+
+    fn evictions(&self) -> u64 {
+        self.evictions.load(std::sync::atomic::Ordering::Relaxed)
     }
     fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
         self
@@ -407,11 +417,16 @@ mod shards {
             (Arc::clone(&entry), inserted)
         }
 
-        /// Removes every entry without users; returns how many are left.
-        pub(super) fn sweep(&self) -> usize {
-            self.0
-                .retain(|_, entry| entry.users.load(Ordering::Acquire) != 0);
-            self.0.len()
+        /// Removes every entry without users; returns how many are left
+        /// and how many were removed.
+        pub(super) fn sweep(&self) -> (usize, u64) {
+            let mut removed = 0;
+            self.0.retain(|_, entry| {
+                let keep = entry.users.load(Ordering::Acquire) != 0;
+                removed += u64::from(!keep);
+                keep
+            });
+            (self.0.len(), removed)
         }
 
         /// Entries with at least one user.
@@ -485,10 +500,11 @@ mod shards {
             (Arc::clone(entry), inserted)
         }
 
-        pub(super) fn sweep(&self) -> usize {
+        pub(super) fn sweep(&self) -> (usize, u64) {
             let mut map = crate::sync::lock(&self.0);
+            let before = map.len();
             map.retain(|_, entry| entry.users.load(Ordering::Acquire) != 0);
-            map.len()
+            (map.len(), (before - map.len()) as u64)
         }
 
         pub(super) fn live(&self) -> usize {

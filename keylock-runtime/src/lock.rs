@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::events;
 use crate::live::Role;
 use crate::raw::{Access, Contention, RawRwLock, Slot, TimedOut};
-use crate::resource::ResourceInfo;
+use crate::resource::{ResourceInfo, Waiting};
 use crate::stats::Event;
 use crate::timer;
 
@@ -243,15 +243,13 @@ impl Lock {
         deadline: Option<Instant>,
         location: &'static Location<'static>,
     ) -> Result<Contention, TimedOut> {
-        let Some(live) = self.site.resource().live() else {
-            return self.site.raw().acquire_blocking(access, deadline);
-        };
         if self.site.raw().try_acquire(access) {
             return Ok(Contention::Uncontended);
         }
-        let id = live.enter(Role::Waiting, self.site.key_debug(), access, location);
+        let resource = self.site.resource();
+        let waiting = resource.start_wait(|| self.site.key_debug(), access, location);
         let result = self.site.raw().acquire_blocking(access, deadline);
-        live.leave(id);
+        resource.end_wait(waiting);
         result
     }
 
@@ -427,8 +425,8 @@ pub struct Acquire<G> {
     access: Access,
     slot: Slot,
     location: &'static Location<'static>,
-    /// The entry in the live view while queued, if kept.
-    waiting: Option<u64>,
+    /// Counted as queued (and listed in the live view) while it waits.
+    waiting: Option<Waiting>,
     _guard: PhantomData<fn() -> G>,
 }
 
@@ -443,12 +441,10 @@ impl<G> fmt::Debug for Acquire<G> {
 }
 
 impl<G> Acquire<G> {
-    /// Leaves the live view's waiter list, if listed.
+    /// Stops counting this acquisition as queued.
     fn stop_waiting(&mut self) {
-        if let (Some(id), Some(lock)) = (self.waiting.take(), self.lock.as_ref()) {
-            if let Some(live) = lock.site.resource().live() {
-                live.leave(id);
-            }
+        if let (Some(waiting), Some(lock)) = (self.waiting.take(), self.lock.as_ref()) {
+            lock.site.resource().end_wait(waiting);
         }
     }
 }
@@ -468,14 +464,11 @@ impl<G: FromHeld> Future for Acquire<G> {
         {
             Poll::Pending => {
                 if this.waiting.is_none() {
-                    if let Some(live) = lock.site.resource().live() {
-                        this.waiting = Some(live.enter(
-                            Role::Waiting,
-                            lock.site.key_debug(),
-                            this.access,
-                            this.location,
-                        ));
-                    }
+                    this.waiting = Some(lock.site.resource().start_wait(
+                        || lock.site.key_debug(),
+                        this.access,
+                        this.location,
+                    ));
                 }
                 Poll::Pending
             }

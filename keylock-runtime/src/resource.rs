@@ -7,16 +7,19 @@ use std::sync::{Arc, Mutex};
 
 use crate::key::{Key, LockKey};
 use crate::keyed::{KeyMap, Keyed};
-use crate::live::LiveTable;
+use crate::live::{LiveTable, Role};
 use crate::lock::{Acquire, Lock, ReadGuard, Site, WriteGuard};
 use crate::raw::{Access, Fairness, RawRwLock};
 use crate::registry::Settings;
 use crate::stats::{Counters, Event, Occupancy, ResourceStats};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Type-erased view of a [`KeyMap`], for figures that span key types.
 pub(crate) trait AnyKeyMap: Send + Sync {
     /// Holders, waiters and live keys right now.
     fn occupancy(&self) -> Occupancy;
+    /// Idle key entries removed so far.
+    fn evictions(&self) -> u64;
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
@@ -27,6 +30,15 @@ pub(crate) struct ResourceInfo {
     settings: Settings,
     counters: Counters,
     live: Option<LiveTable>,
+    /// Callers queued on any lock of the resource, and the most at once.
+    /// Touched only by acquisitions that have to queue.
+    waiting: AtomicUsize,
+    peak_waiting: AtomicUsize,
+}
+
+/// A queued acquisition, counted until it ends.
+pub(crate) struct Waiting {
+    live: Option<u64>,
 }
 
 impl ResourceInfo {
@@ -44,6 +56,31 @@ impl ResourceInfo {
 
     pub(crate) fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Counts a caller that starts to queue (and lists it in the live view).
+    pub(crate) fn start_wait(
+        &self,
+        key: impl FnOnce() -> Option<String>,
+        access: Access,
+        location: &'static std::panic::Location<'static>,
+    ) -> Waiting {
+        let now = self.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_waiting.fetch_max(now, Ordering::Relaxed);
+        Waiting {
+            live: self
+                .live
+                .as_ref()
+                .map(|live| live.enter(Role::Waiting, key(), access, location)),
+        }
+    }
+
+    /// The queued caller got the lock or gave up.
+    pub(crate) fn end_wait(&self, waiting: Waiting) {
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        if let (Some(id), Some(live)) = (waiting.live, &self.live) {
+            live.leave(id);
+        }
     }
 
     /// The live view, when the registry tracks holders.
@@ -77,10 +114,25 @@ impl ResourceCore {
                 settings,
                 counters: Counters::default(),
                 live: settings.track_holders.then(LiveTable::default),
+                waiting: AtomicUsize::new(0),
+                peak_waiting: AtomicUsize::new(0),
             }),
             lock: RawRwLock::new(settings.fairness),
             keyed: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn maps(&self) -> Vec<Arc<dyn AnyKeyMap>> {
+        self.keyed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn evictions(&self) -> u64 {
+        self.maps().iter().map(|map| map.evictions()).sum()
     }
 
     /// Who holds and waits right now, over the own lock and every key.
@@ -90,14 +142,7 @@ impl ResourceCore {
             waiters: self.lock.waiters(),
             live_keys: 0,
         };
-        let maps: Vec<Arc<dyn AnyKeyMap>> = self
-            .keyed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for map in maps {
+        for map in self.maps() {
             occupancy += map.occupancy();
         }
         occupancy
@@ -220,6 +265,8 @@ impl Resource {
         if let Some(live) = self.core.info.live() {
             stats.live = live.snapshot();
         }
+        stats.peak_waiters = self.core.info.peak_waiting.load(Ordering::Relaxed);
+        stats.evictions = self.core.evictions();
         stats
     }
 }

@@ -231,6 +231,8 @@ impl Counters {
             waiters: occupancy.waiters,
             live_keys: occupancy.live_keys,
             live: Vec::new(),
+            peak_waiters: 0,
+            evictions: 0,
         }
     }
 }
@@ -282,6 +284,10 @@ pub struct ResourceStats {
     pub waiters: usize,
     /// Keys held or waited for right now.
     pub live_keys: usize,
+    /// The most callers queued at once, on all locks of the resource.
+    pub peak_waiters: usize,
+    /// Idle key entries removed by sweeps.
+    pub evictions: u64,
     /// Every holder and waiter right now, holders first and longest first;
     /// empty unless the registry was built with
     /// [`track_holders`](crate::RegistryBuilder::track_holders).
@@ -354,7 +360,12 @@ impl Stats {
                 }
             },
         );
-        let counters: [Metric<u64>; 4] = [
+        let counters: [Metric<u64>; 5] = [
+            (
+                "keylock_evictions_total",
+                "Idle key entries removed.",
+                |r| r.evictions,
+            ),
             (
                 "keylock_contended_total",
                 "Acquisitions that had to wait.",
@@ -388,8 +399,13 @@ impl Stats {
                 }
             });
         }
-        let gauges: [Metric<usize>; 3] = [
+        let gauges: [Metric<usize>; 4] = [
             ("keylock_holders", "Holders right now.", |r| r.holders),
+            (
+                "keylock_peak_waiters",
+                "The most callers queued at once.",
+                |r| r.peak_waiters,
+            ),
             ("keylock_waiters", "Callers queued right now.", |r| {
                 r.waiters
             }),
