@@ -2,9 +2,10 @@
 #![forbid(unsafe_code)]
 
 pub use keylock_runtime::{
-    Access, Acquire, Claim, Dedup, DedupOptions, Distribution, Error, Key, Keyed, Lock, LockKey,
-    ManualClock, Participant, ReadGuard, Registry, RegistryBuilder, Resource, ResourceStats, Role,
-    Stats, WriteGuard, DEFAULT_CAPACITY, DEFAULT_FAIRNESS_BOUND, DEFAULT_SLOW_WAIT, DEFAULT_TTL,
+    Access, Acquire, Claim, Dedup, DedupOptions, DedupStats, Distribution, Error, Key, Keyed, Lock,
+    LockKey, ManualClock, Participant, ReadGuard, Registry, RegistryBuilder, Resource,
+    ResourceStats, Role, Stats, WriteGuard, DEFAULT_CAPACITY, DEFAULT_FAIRNESS_BOUND,
+    DEFAULT_SLOW_WAIT, DEFAULT_TTL,
 };
 
 #[doc = include_str!("attributes.md")]

@@ -408,3 +408,22 @@ async fn live_view_names_holders_and_waiters() {
     thread_waiter.join().unwrap();
     assert!(TRACKED.stats().resource("tracked").unwrap().live.is_empty());
 }
+
+#[test]
+fn dedup_scopes_report_duplicates() {
+    let registry = Registry::new();
+    let seen = registry.dedup::<u64>("messages");
+    seen.claim(&1).unwrap().commit();
+    let running = seen.claim(&2).unwrap();
+    assert!(seen.claim(&1).is_err());
+    assert!(seen.claim(&2).is_err());
+    let stats = registry.stats();
+    let messages = stats.dedup_scope("messages").unwrap();
+    assert_eq!(messages.duplicates, 2);
+    assert_eq!((messages.remembered, messages.in_flight), (1, 1));
+    assert!(stats.to_string().contains("dedup messages: 2 duplicates skipped"));
+    assert!(stats
+        .to_prometheus()
+        .contains("keylock_duplicates_total{scope=\"messages\"} 2"));
+    drop(running);
+}

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::key::{Key, LockKey};
+use crate::stats::DedupStats;
 
 /// How long a committed key is remembered unless configured otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10 * 60);
@@ -459,6 +460,31 @@ impl<Q: ?Sized + fmt::Debug> Rejection<'_, Q> {
             scope: self.scope,
             key: Some(format!("{:?}", self.key)),
             in_flight: self.in_flight,
+        }
+    }
+}
+
+/// A dedup scope of any key type, as the registry keeps it.
+pub(crate) trait AnyDedup: Send + Sync {
+    fn as_any(&self) -> &dyn std::any::Any;
+    fn stats(&self) -> DedupStats;
+}
+
+impl<K: Key> AnyDedup for Dedup<K> {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn stats(&self) -> DedupStats {
+        let state = self.scope.lock();
+        let in_flight = state.records.values().filter(|r| **r == IN_FLIGHT).count();
+        DedupStats {
+            name: self.name().to_owned(),
+            duplicates: self.duplicates(),
+            remembered: state.records.len() - in_flight,
+            in_flight,
+            capacity: self.scope.options.capacity,
+            ttl: self.scope.options.ttl,
         }
     }
 }

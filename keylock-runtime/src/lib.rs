@@ -104,7 +104,7 @@ pub use lock::{Acquire, Lock, ReadGuard, WriteGuard};
 pub use raw::Access;
 pub use registry::{Registry, RegistryBuilder, DEFAULT_FAIRNESS_BOUND, DEFAULT_SLOW_WAIT};
 pub use resource::Resource;
-pub use stats::{Distribution, ResourceStats, Stats};
+pub use stats::{DedupStats, Distribution, ResourceStats, Stats};
 
 #[cfg(all(test, loom))]
 mod loom_models;

@@ -1,6 +1,6 @@
 //! [`Registry`]: where named resources live, globally or per tenant.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +14,7 @@ use crate::keyed::Keyed;
 use crate::lock::Lock;
 use crate::raw::Fairness;
 use crate::resource::{Resource, ResourceCore};
-use crate::stats::Stats;
+use crate::stats::{DedupStats, Stats};
 
 /// The default [fairness bound](RegistryBuilder::fairness_bound).
 pub const DEFAULT_FAIRNESS_BOUND: Duration = Duration::from_micros(500);
@@ -78,7 +78,7 @@ struct Inner {
 }
 
 /// A `Dedup<K>` of some key type.
-type AnyDedup = Box<dyn Any + Send + Sync>;
+type AnyDedup = Box<dyn crate::dedup::AnyDedup>;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -168,7 +168,7 @@ impl Registry {
         let id = (Arc::<str>::from(name), TypeId::of::<K>());
         if let Some(dedup) = scopes
             .get(&id)
-            .and_then(|any| any.downcast_ref::<Dedup<K>>())
+            .and_then(|any| any.as_any().downcast_ref::<Dedup<K>>())
         {
             return dedup.clone();
         }
@@ -193,10 +193,21 @@ impl Registry {
         all
     }
 
-    /// A snapshot of every resource's figures, sorted by name.
+    /// A snapshot of every resource's and dedup scope's figures, sorted by
+    /// name.
     pub fn stats(&self) -> Stats {
+        let mut dedup: Vec<DedupStats> = self
+            .inner
+            .dedup
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|scope| scope.stats())
+            .collect();
+        dedup.sort_by(|a, b| a.name.cmp(&b.name));
         Stats {
             resources: self.resources().iter().map(Resource::stats).collect(),
+            dedup,
         }
     }
 }

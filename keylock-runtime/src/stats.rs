@@ -320,9 +320,35 @@ impl ResourceStats {
 pub struct Stats {
     /// One entry per resource, sorted by name.
     pub resources: Vec<ResourceStats>,
+    /// One entry per dedup scope, sorted by name.
+    pub dedup: Vec<DedupStats>,
+}
+
+/// A snapshot of one dedup scope's figures.
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DedupStats {
+    /// The scope's name.
+    pub name: String,
+    /// Duplicates turned away so far.
+    pub duplicates: u64,
+    /// Keys remembered as handled (until purged, possibly expired).
+    pub remembered: usize,
+    /// Keys whose first call is running.
+    pub in_flight: usize,
+    /// The most keys the scope remembers.
+    pub capacity: usize,
+    /// How long a handled key is remembered.
+    pub ttl: Duration,
 }
 
 impl Stats {
+    /// The figures of the dedup scope called `name`.
+    pub fn dedup_scope(&self, name: &str) -> Option<&DedupStats> {
+        self.dedup.iter().find(|stats| stats.name == name)
+    }
+
     /// The figures of the resource called `name`.
     pub fn resource(&self, name: &str) -> Option<&ResourceStats> {
         self.resources.iter().find(|stats| stats.name == name)
@@ -470,6 +496,37 @@ impl Stats {
                 }
             });
         }
+        let dedup = &self.dedup;
+        family(
+            "keylock_duplicates_total",
+            "counter",
+            "Duplicates turned away by a dedup scope.",
+            &mut |out| {
+                for d in dedup {
+                    let _ = writeln!(
+                        out,
+                        "keylock_duplicates_total{{scope=\"{}\"}} {}",
+                        escape(&d.name),
+                        d.duplicates
+                    );
+                }
+            },
+        );
+        family(
+            "keylock_dedup_remembered",
+            "gauge",
+            "Keys a dedup scope remembers as handled.",
+            &mut |out| {
+                for d in dedup {
+                    let _ = writeln!(
+                        out,
+                        "keylock_dedup_remembered{{scope=\"{}\"}} {}",
+                        escape(&d.name),
+                        d.remembered
+                    );
+                }
+            },
+        );
         out
     }
 }
@@ -549,6 +606,13 @@ impl fmt::Display for Stats {
         line(f, &header)?;
         for row in &rows {
             line(f, &row.iter().map(String::as_str).collect::<Vec<_>>())?;
+        }
+        for d in &self.dedup {
+            writeln!(
+                f,
+                "dedup {}: {} duplicates skipped, {} remembered (capacity {}, ttl {:?}), {} in flight",
+                d.name, d.duplicates, d.remembered, d.capacity, d.ttl, d.in_flight
+            )?;
         }
         for resource in &self.resources {
             for who in &resource.live {
