@@ -1,12 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
-pub use keylock_runtime::{
-    Access, Acquire, Claim, Dedup, DedupOptions, DedupStats, Distribution, Error, Key, Keyed, Lock,
-    LockKey, ManualClock, Participant, ReadGuard, Registry, RegistryBuilder, Resource,
-    ResourceStats, Role, Stats, WriteGuard, DEFAULT_CAPACITY, DEFAULT_FAIRNESS_BOUND,
-    DEFAULT_SLOW_WAIT, DEFAULT_TTL,
-};
+// Everything the runtime exports, so that users depend on this crate alone.
+pub use keylock_runtime::*;
 
 #[doc = include_str!("attributes.md")]
 pub use keylock_macros::read_lock;

@@ -421,9 +421,42 @@ fn dedup_scopes_report_duplicates() {
     let messages = stats.dedup_scope("messages").unwrap();
     assert_eq!(messages.duplicates, 2);
     assert_eq!((messages.remembered, messages.in_flight), (1, 1));
-    assert!(stats.to_string().contains("dedup messages: 2 duplicates skipped"));
+    assert!(stats
+        .to_string()
+        .contains("dedup messages: 2 duplicates skipped"));
     assert!(stats
         .to_prometheus()
         .contains("keylock_duplicates_total{scope=\"messages\"} 2"));
     drop(running);
+}
+
+#[test]
+fn recent_operations_are_kept_newest_first_and_bounded() {
+    let registry = Registry::builder().track_holders(true).build();
+    let lock = registry.key_lock("ops", &5u64);
+    let held = lock.write_blocking();
+    assert!(lock.try_read().is_err());
+    assert!(lock.read_blocking_timeout(Duration::from_millis(2)).is_err());
+    drop(held);
+    let stats = registry.stats();
+    let kinds: Vec<keylock::OperationKind> = stats
+        .resource("ops")
+        .unwrap()
+        .recent
+        .iter()
+        .map(|op| op.kind)
+        .collect();
+    use keylock::OperationKind::*;
+    assert_eq!(kinds, [Released, TimedOut, Busy, Acquired]);
+    let released = &stats.resource("ops").unwrap().recent[0];
+    assert_eq!(released.key.as_deref(), Some("5"));
+    assert!(released.location.starts_with("tests/stats.rs:"));
+    assert!(released.took.unwrap() >= Duration::from_millis(2));
+
+    for _ in 0..200 {
+        drop(lock.read_blocking());
+    }
+    let stats = registry.stats();
+    let recent = &stats.resource("ops").unwrap().recent;
+    assert_eq!(recent.len(), keylock::RECENT_OPERATIONS);
 }

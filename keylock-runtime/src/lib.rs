@@ -99,7 +99,7 @@ pub use dedup::{Claim, Dedup, DedupOptions, DEFAULT_CAPACITY, DEFAULT_TTL};
 pub use error::Error;
 pub use key::{Key, LockKey};
 pub use keyed::Keyed;
-pub use live::{Participant, Role};
+pub use live::{Operation, OperationKind, Participant, Role, RECENT_OPERATIONS};
 pub use lock::{Acquire, Lock, ReadGuard, WriteGuard};
 pub use raw::Access;
 pub use registry::{Registry, RegistryBuilder, DEFAULT_FAIRNESS_BOUND, DEFAULT_SLOW_WAIT};

@@ -4,7 +4,7 @@
 //! it records every acquisition in a table, which costs a mutex and an
 //! allocation per call.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -44,6 +44,62 @@ pub struct Participant {
     pub duration: Duration,
 }
 
+/// What a recent operation was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum OperationKind {
+    /// The lock was acquired; `took` is how long it waited, if it queued.
+    Acquired,
+    /// The lock was released; `took` is how long it was held.
+    Released,
+    /// A waiting acquisition gave up; `took` is how long it waited.
+    TimedOut,
+    /// A non-waiting acquisition found the lock held.
+    Busy,
+}
+
+/// One of a resource's most recent operations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct Operation {
+    /// What happened.
+    pub kind: OperationKind,
+    /// The key, in its `Debug` form, for keyed locks.
+    pub key: Option<String>,
+    /// Read or write.
+    pub access: Access,
+    /// Where the acquisition was made, as `file:line:column`.
+    pub location: String,
+    /// The thread it happened on.
+    pub thread: String,
+    /// How long ago it happened, as of the snapshot.
+    pub ago: Duration,
+    /// How long it waited or held, where that applies.
+    pub took: Option<Duration>,
+}
+
+/// How many recent operations each resource keeps.
+pub const RECENT_OPERATIONS: usize = 64;
+
+struct Logged {
+    kind: OperationKind,
+    key: Option<String>,
+    access: Access,
+    location: &'static Location<'static>,
+    thread: String,
+    at: Instant,
+    took: Option<Duration>,
+}
+
+fn thread_name() -> String {
+    let thread = std::thread::current();
+    match thread.name() {
+        Some(name) => name.to_owned(),
+        None => format!("{:?}", thread.id()),
+    }
+}
+
 struct Record {
     role: Role,
     key: Option<String>,
@@ -59,6 +115,7 @@ struct Record {
 pub(crate) struct LiveTable {
     next: AtomicU64,
     records: Mutex<HashMap<u64, Record>>,
+    recent: Mutex<VecDeque<Logged>>,
 }
 
 impl LiveTable {
@@ -70,11 +127,7 @@ impl LiveTable {
         access: Access,
         location: &'static Location<'static>,
     ) -> u64 {
-        let thread = std::thread::current();
-        let thread = match thread.name() {
-            Some(name) => name.to_owned(),
-            None => format!("{:?}", thread.id()),
-        };
+        let thread = thread_name();
         let task = tokio::task::try_id().map(|id| id.to_string());
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let record = Record {
@@ -93,11 +146,73 @@ impl LiveTable {
         id
     }
 
+    /// Removes a participant; a holder's leaving is logged as a release.
     pub(crate) fn leave(&self, id: u64) {
-        self.records
+        let record = self
+            .records
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
+        if let Some(record) = record.filter(|record| record.role == Role::Holding) {
+            self.push(Logged {
+                kind: OperationKind::Released,
+                key: record.key,
+                access: record.access,
+                location: record.location,
+                thread: thread_name(),
+                at: Instant::now(),
+                took: Some(record.since.elapsed()),
+            });
+        }
+    }
+
+    /// Logs an operation, forgetting the oldest beyond
+    /// [`RECENT_OPERATIONS`].
+    pub(crate) fn log(
+        &self,
+        kind: OperationKind,
+        key: Option<String>,
+        access: Access,
+        location: &'static Location<'static>,
+        took: Option<Duration>,
+    ) {
+        self.push(Logged {
+            kind,
+            key,
+            access,
+            location,
+            thread: thread_name(),
+            at: Instant::now(),
+            took,
+        });
+    }
+
+    fn push(&self, logged: Logged) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT_OPERATIONS {
+            recent.pop_front();
+        }
+        recent.push_back(logged);
+    }
+
+    /// The recent operations, newest first.
+    pub(crate) fn recent(&self) -> Vec<Operation> {
+        let now = Instant::now();
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+            .map(|logged| Operation {
+                kind: logged.kind,
+                key: logged.key.clone(),
+                access: logged.access,
+                location: logged.location.to_string(),
+                thread: logged.thread.clone(),
+                ago: now.saturating_duration_since(logged.at),
+                took: logged.took,
+            })
+            .collect()
     }
 
     /// Everyone right now, holders first, longest first.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::events;
-use crate::live::Role;
+use crate::live::{OperationKind, Role};
 use crate::raw::{Access, Contention, RawRwLock, Slot, TimedOut};
 use crate::resource::{ResourceInfo, Waiting};
 use crate::stats::Event;
@@ -262,6 +262,15 @@ impl Lock {
             Ok(self.acquired(access, Contention::Uncontended, location))
         } else {
             self.site.resource().record(Event::Busy);
+            if let Some(live) = self.site.resource().live() {
+                live.log(
+                    OperationKind::Busy,
+                    self.site.key_debug(),
+                    access,
+                    location,
+                    None,
+                );
+            }
             Err(Error::Busy {
                 resource: self.site.resource().name_arc(),
                 key: self.site.key_debug(),
@@ -287,11 +296,21 @@ impl Lock {
             Some(held) => Ok(held),
             None => {
                 site.resource().record(Event::TimedOut);
+                let waited = started.elapsed();
+                if let Some(live) = site.resource().live() {
+                    live.log(
+                        OperationKind::TimedOut,
+                        key.clone(),
+                        access,
+                        location,
+                        Some(waited),
+                    );
+                }
                 let error = Error::Timeout {
                     resource,
                     key,
                     access,
-                    waited: started.elapsed(),
+                    waited,
                 };
                 events::timed_out(&error);
                 Err(error)
@@ -311,11 +330,21 @@ impl Lock {
             Ok(contention) => Ok(self.acquired(access, contention, location)),
             Err(_) => {
                 self.site.resource().record(Event::TimedOut);
+                let waited = started.elapsed();
+                if let Some(live) = self.site.resource().live() {
+                    live.log(
+                        OperationKind::TimedOut,
+                        self.site.key_debug(),
+                        access,
+                        location,
+                        Some(waited),
+                    );
+                }
                 let error = Error::Timeout {
                     resource: self.site.resource().name_arc(),
                     key: self.site.key_debug(),
                     access,
-                    waited: started.elapsed(),
+                    waited,
                 };
                 events::timed_out(&error);
                 Err(error)
@@ -346,9 +375,16 @@ impl Lock {
         };
         resource.record(Event::Acquired { access, waited });
         let since = resource.settings().long_hold.map(|_| Instant::now());
-        let live = resource
-            .live()
-            .map(|live| live.enter(Role::Holding, self.site.key_debug(), access, location));
+        let live = resource.live().map(|live| {
+            live.log(
+                OperationKind::Acquired,
+                self.site.key_debug(),
+                access,
+                location,
+                waited,
+            );
+            live.enter(Role::Holding, self.site.key_debug(), access, location)
+        });
         Held {
             lock: self,
             access,

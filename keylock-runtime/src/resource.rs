@@ -264,6 +264,7 @@ impl Resource {
             .snapshot(self.name(), self.core.occupancy());
         if let Some(live) = self.core.info.live() {
             stats.live = live.snapshot();
+            stats.recent = live.recent();
         }
         stats.peak_waiters = self.core.info.peak_waiting.load(Ordering::Relaxed);
         stats.evictions = self.core.evictions();

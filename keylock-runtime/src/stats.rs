@@ -231,6 +231,7 @@ impl Counters {
             waiters: occupancy.waiters,
             live_keys: occupancy.live_keys,
             live: Vec::new(),
+            recent: Vec::new(),
             peak_waiters: 0,
             evictions: 0,
         }
@@ -292,6 +293,11 @@ pub struct ResourceStats {
     /// empty unless the registry was built with
     /// [`track_holders`](crate::RegistryBuilder::track_holders).
     pub live: Vec<crate::live::Participant>,
+    /// The resource's most recent operations, newest first (at most
+    /// [`RECENT_OPERATIONS`](crate::RECENT_OPERATIONS)); empty unless the
+    /// registry was built with
+    /// [`track_holders`](crate::RegistryBuilder::track_holders).
+    pub recent: Vec<crate::live::Operation>,
 }
 
 impl ResourceStats {
