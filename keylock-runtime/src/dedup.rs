@@ -185,6 +185,7 @@ impl<K: Key> Scope<K> {
     fn duplicate<Q: ?Sized + fmt::Debug>(&self, key: &Q, in_flight: bool) -> Error {
         self.duplicates.fetch_add(1, Ordering::Relaxed);
         crate::events::duplicate(&self.name, in_flight);
+        crate::metrics_out::duplicate(&self.name);
         Rejection {
             scope: Arc::clone(&self.name),
             key,
@@ -332,6 +333,7 @@ impl<K: Key> Dedup<K> {
         };
         self.scope.duplicates.fetch_add(1, Ordering::Relaxed);
         crate::events::duplicate(&self.scope.name, in_flight);
+        crate::metrics_out::duplicate(&self.scope.name);
         Err(Rejection {
             scope: Arc::clone(&self.scope.name),
             key,

@@ -84,6 +84,7 @@ mod key;
 mod keyed;
 mod live;
 mod lock;
+mod metrics_out;
 mod raw;
 mod registry;
 mod resource;

@@ -93,6 +93,7 @@ impl ResourceInfo {
     pub(crate) fn record(&self, event: Event) {
         if self.settings.statistics {
             self.counters.record(event);
+            crate::metrics_out::event(&self.name, event);
         }
     }
 }
