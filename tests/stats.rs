@@ -464,3 +464,42 @@ fn recent_operations_are_kept_newest_first_and_bounded() {
     let recent = &stats.resource("ops").unwrap().recent;
     assert_eq!(recent.len(), keylock::RECENT_OPERATIONS);
 }
+
+static FAILING: std::sync::LazyLock<Registry> = std::sync::LazyLock::new(Registry::new);
+
+#[write_lock("failing", key = id, registry = FAILING)]
+fn may_fail(id: u64, fail: bool) -> Result<u64, String> {
+    if fail {
+        return Err("no".into());
+    }
+    Ok(id)
+}
+
+#[write_lock("failing-async", registry = FAILING)]
+async fn may_fail_async(fail: bool) -> Result<(), std::num::ParseIntError> {
+    if fail {
+        "x".parse::<u32>()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn bodies_failing_while_holding_are_counted() {
+    assert!(may_fail(1, true).is_err());
+    assert!(may_fail(1, false).is_ok());
+    assert!(may_fail(2, true).is_err());
+    futures::executor::block_on(async {
+        assert!(may_fail_async(true).await.is_err());
+        assert!(may_fail_async(false).await.is_ok());
+    });
+    let stats = FAILING.stats();
+    assert_eq!(stats.resource("failing").unwrap().errors_while_held, 2);
+    assert_eq!(stats.resource("failing").unwrap().write_acquisitions, 3);
+    assert_eq!(
+        stats.resource("failing-async").unwrap().errors_while_held,
+        1
+    );
+    assert!(stats
+        .to_prometheus()
+        .contains("keylock_errors_while_held_total{resource=\"failing\"} 2"));
+}

@@ -35,20 +35,17 @@ pub(crate) fn function(steps: &[Args], mut item: ItemFn) -> TokenStream {
         (Mode::Blocking, &mut *item.block, declared)
     };
     let mut prologue: Vec<Stmt> = Vec::new();
-    let mut claims = Vec::new();
     for (index, step) in steps.iter().enumerate() {
         let tokens = match step.kind {
             Kind::Read | Kind::Write => lock_step(step, mode, index),
-            Kind::Dedup => {
-                claims.push((index, step));
-                dedup_step(step, mode, index)
-            }
+            Kind::Dedup => dedup_step(step, mode, index),
         };
         prologue.push(parse_quote!(#tokens));
     }
-    if !claims.is_empty() {
+    // A function that never returns has no outcome to observe.
+    if !matches!(output, Some(syn::Type::Never(_))) {
         let body = std::mem::take(&mut block.stmts);
-        let tokens = finish_claims(&claims, mode, output.as_ref(), body);
+        let tokens = observe_outcome(steps, mode, output.as_ref(), body);
         let wrapped: Block = parse_quote!({ #tokens });
         block.stmts = wrapped.stmts;
     }
@@ -72,18 +69,19 @@ fn declared_output(item: &ItemFn) -> Option<syn::Type> {
 }
 
 /// Runs the original body in a closure or async block, so that `return`
-/// and `?` inside it end only the body, then commits or releases each dedup
-/// claim by whether the result is a failure.
-fn finish_claims(
-    claims: &[(usize, &Args)],
+/// and `?` inside it end only the body, then tells each step whether the
+/// result is a failure (an `Err`): a dedup claim commits or releases, a
+/// held lock counts a body that failed while holding it. Steps are told in
+/// reverse order, innermost first.
+fn observe_outcome(
+    steps: &[Args],
     mode: Mode,
     output: Option<&syn::Type>,
     body: Vec<Stmt>,
 ) -> TokenStream {
     let site = Span::mixed_site();
-    let (_, first) = claims[0];
     let private = {
-        let krate = krate(first);
+        let krate = krate(&steps[0]);
         quote!(#krate::__private)
     };
     let result = quote_spanned!(site=> __keylock_result);
@@ -95,9 +93,17 @@ fn finish_claims(
             quote!(#private::call_once(move || #arrow { #(#body)* }))
         }
     };
-    let finishes = claims.iter().rev().map(|(index, _)| {
-        let claim = format_ident!("__keylock_claim_{}", index, span = site);
-        quote_spanned!(site=> #claim.finish(__keylock_failed);)
+    let finishes = steps.iter().enumerate().rev().map(|(index, step)| match step.kind {
+        Kind::Dedup => {
+            let claim = format_ident!("__keylock_claim_{}", index, span = site);
+            quote_spanned!(site=> #claim.finish(__keylock_failed);)
+        }
+        // A guard the body took over (`guard = ...`) may be gone by now.
+        Kind::Read | Kind::Write if step.guard.is_some() => TokenStream::new(),
+        Kind::Read | Kind::Write => {
+            let guard = format_ident!("__keylock_guard_{}", index, span = site);
+            quote_spanned!(site=> #private::GuardOutcome::body_finished(&#guard, __keylock_failed);)
+        }
     });
     quote_spanned! {site=>
         let #result #annotation = #run;

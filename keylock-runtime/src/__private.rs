@@ -264,3 +264,26 @@ impl<T> OutcomeOther for OutcomeProbe<'_, T> {
         false
     }
 }
+
+/// Tells a guard how the body that held it ended.
+pub trait GuardOutcome {
+    /// Called once the annotated body returned; `failed` when it returned
+    /// an `Err`.
+    fn body_finished(&self, failed: bool);
+}
+
+impl GuardOutcome for ReadGuard {
+    fn body_finished(&self, failed: bool) {
+        if failed {
+            self.lock().record_failed_body();
+        }
+    }
+}
+
+impl GuardOutcome for WriteGuard {
+    fn body_finished(&self, failed: bool) {
+        if failed {
+            self.lock().record_failed_body();
+        }
+    }
+}

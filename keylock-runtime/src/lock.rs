@@ -220,6 +220,11 @@ impl Lock {
         self.site.raw().waiters()
     }
 
+    /// Counts a body that returned an error while holding this lock.
+    pub(crate) fn record_failed_body(&self) {
+        self.site.resource().record(Event::FailedWhileHeld);
+    }
+
     pub(crate) fn acquire<G>(
         self,
         access: Access,

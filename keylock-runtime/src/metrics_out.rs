@@ -31,6 +31,9 @@ pub(crate) fn event(resource: &Arc<str>, event: Event) {
         Event::Busy => {
             metrics::counter!("keylock_busy_total", "resource" => name()).increment(1);
         }
+        Event::FailedWhileHeld => {
+            metrics::counter!("keylock_errors_while_held_total", "resource" => name()).increment(1);
+        }
         Event::PanickedWhileHeld => {
             metrics::counter!("keylock_panics_while_held_total", "resource" => name()).increment(1);
         }

@@ -26,6 +26,8 @@ pub(crate) enum Event {
     Busy,
     /// A guard was dropped while its thread unwound from a panic.
     PanickedWhileHeld,
+    /// An annotated body returned an error while holding the lock.
+    FailedWhileHeld,
     /// A guard was held this long (recorded only when hold times are on).
     Held(Duration),
 }
@@ -40,6 +42,7 @@ struct Stripe {
     timeouts: AtomicU64,
     busy: AtomicU64,
     panics: AtomicU64,
+    errors: AtomicU64,
 }
 
 const STRIPES: usize = 8;
@@ -204,6 +207,7 @@ impl Counters {
             Event::TimedOut => &stripe.timeouts,
             Event::Busy => &stripe.busy,
             Event::PanickedWhileHeld => &stripe.panics,
+            Event::FailedWhileHeld => &stripe.errors,
             Event::Held(_) => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -225,6 +229,7 @@ impl Counters {
             timeouts: self.sum(|s| &s.timeouts),
             busy: self.sum(|s| &s.busy),
             panics_while_held: self.sum(|s| &s.panics),
+            errors_while_held: self.sum(|s| &s.errors),
             wait: self.wait.snapshot(),
             hold: self.hold.snapshot(),
             holders: occupancy.holders,
@@ -273,6 +278,8 @@ pub struct ResourceStats {
     pub busy: u64,
     /// Guards released while their thread unwound from a panic.
     pub panics_while_held: u64,
+    /// Annotated bodies that returned an `Err` while holding the lock.
+    pub errors_while_held: u64,
     /// How long contended acquisitions waited.
     pub wait: Distribution,
     /// How long guards were held; empty unless the registry was built with
@@ -392,7 +399,12 @@ impl Stats {
                 }
             },
         );
-        let counters: [Metric<u64>; 5] = [
+        let counters: [Metric<u64>; 6] = [
+            (
+                "keylock_errors_while_held_total",
+                "Annotated bodies that returned an error while holding the lock.",
+                |r| r.errors_while_held,
+            ),
             (
                 "keylock_evictions_total",
                 "Idle key entries removed.",
@@ -564,6 +576,7 @@ impl fmt::Display for Stats {
             "contended",
             "timeouts",
             "busy",
+            "errors",
             "panics",
             "holders",
             "waiters",
@@ -572,7 +585,7 @@ impl fmt::Display for Stats {
             "wait p99",
             "wait max",
         ];
-        let rows: Vec<[String; 13]> = self
+        let rows: Vec<[String; 14]> = self
             .resources
             .iter()
             .map(|r| {
@@ -583,6 +596,7 @@ impl fmt::Display for Stats {
                     r.contended.to_string(),
                     r.timeouts.to_string(),
                     r.busy.to_string(),
+                    r.errors_while_held.to_string(),
                     r.panics_while_held.to_string(),
                     r.holders.to_string(),
                     r.waiters.to_string(),
