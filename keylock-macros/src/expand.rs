@@ -42,8 +42,13 @@ pub(crate) fn function(steps: &[Args], mut item: ItemFn) -> TokenStream {
         };
         prologue.push(parse_quote!(#tokens));
     }
-    // A function that never returns has no outcome to observe.
-    if !matches!(output, Some(syn::Type::Never(_))) {
+    // Observing the outcome wraps the body; do it only where the outcome
+    // matters: a dedup claim must commit or release, and a lock counts
+    // errors only of functions that can return one. A function that never
+    // returns has no outcome at all.
+    let has_dedup = steps.iter().any(|step| step.kind == Kind::Dedup);
+    let returns = !matches!(output, Some(syn::Type::Never(_)));
+    if returns && (has_dedup || may_return_err(output.as_ref())) {
         let body = std::mem::take(&mut block.stmts);
         let tokens = observe_outcome(steps, mode, output.as_ref(), body);
         let wrapped: Block = parse_quote!({ #tokens });
@@ -51,6 +56,21 @@ pub(crate) fn function(steps: &[Args], mut item: ItemFn) -> TokenStream {
     }
     block.stmts.splice(0..0, prologue);
     quote!(#item)
+}
+
+/// Whether a function with this return type can return an `Err`: unknown
+/// types (an `#[async_trait]` future) may; otherwise a type named
+/// `Result`, or ending in `Result` (`io::Result`, `BotResult`).
+fn may_return_err(output: Option<&syn::Type>) -> bool {
+    match output {
+        None => true,
+        Some(syn::Type::Path(path)) => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|segment| segment.ident.to_string().ends_with("Result")),
+        Some(_) => false,
+    }
 }
 
 /// The declared return type, when it can be written in a `let` (it cannot

@@ -278,7 +278,9 @@ pub struct ResourceStats {
     pub busy: u64,
     /// Guards released while their thread unwound from a panic.
     pub panics_while_held: u64,
-    /// Annotated bodies that returned an `Err` while holding the lock.
+    /// Annotated bodies that returned an `Err` while holding the lock
+    /// (counted for functions whose return type is `Result` or a type
+    /// named `...Result`, and for `#[async_trait]` methods).
     pub errors_while_held: u64,
     /// How long contended acquisitions waited.
     pub wait: Distribution,
