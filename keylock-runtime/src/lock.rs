@@ -379,6 +379,27 @@ impl Lock {
             }
         };
         resource.record(Event::Acquired { access, waited });
+        let watch = if resource.settings().watches_holds() {
+            Some(Box::new(self.watch_hold(access, location, waited)))
+        } else {
+            None
+        };
+        Held {
+            lock: self,
+            access,
+            watch,
+        }
+    }
+
+    /// Starts timing a hold and lists it in the live view, as configured.
+    #[cold]
+    fn watch_hold(
+        &self,
+        access: Access,
+        location: &'static Location<'static>,
+        waited: Option<Duration>,
+    ) -> HoldWatch {
+        let resource = self.site.resource();
         let since = resource.settings().long_hold.map(|_| Instant::now());
         let live = resource.live().map(|live| {
             live.log(
@@ -390,13 +411,16 @@ impl Lock {
             );
             live.enter(Role::Holding, self.site.key_debug(), access, location)
         });
-        Held {
-            lock: self,
-            access,
-            since,
-            live,
-        }
+        HoldWatch { since, live }
     }
+}
+
+/// What a hold records beyond the counters: its start, for hold times,
+/// and its entry in the live view. Boxed, so that a guard stays small when
+/// neither is configured.
+struct HoldWatch {
+    since: Option<Instant>,
+    live: Option<u64>,
 }
 
 /// A held lock; releases on drop. The one place every release passes
@@ -404,23 +428,19 @@ impl Lock {
 pub(crate) struct Held {
     lock: Lock,
     access: Access,
-    /// When the lock was taken, if hold times are measured.
-    since: Option<Instant>,
-    /// The entry in the live view, if kept.
-    live: Option<u64>,
+    /// Hold timing and the live view entry, when configured.
+    watch: Option<Box<HoldWatch>>,
 }
 
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.lock.site.raw().release(self.access);
+impl Held {
+    /// Ends the hold's timing and live view entry.
+    #[cold]
+    fn unwatch(&self, watch: &HoldWatch) {
         let resource = self.lock.site.resource();
-        if let (Some(id), Some(live)) = (self.live, resource.live()) {
+        if let (Some(id), Some(live)) = (watch.live, resource.live()) {
             live.leave(id);
         }
-        if std::thread::panicking() {
-            resource.record(Event::PanickedWhileHeld);
-        }
-        if let (Some(since), Some(threshold)) = (self.since, resource.settings().long_hold) {
+        if let (Some(since), Some(threshold)) = (watch.since, resource.settings().long_hold) {
             let held = since.elapsed();
             resource.record(Event::Held(held));
             if held >= threshold {
@@ -431,6 +451,18 @@ impl Drop for Held {
                     held,
                 );
             }
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.lock.site.raw().release(self.access);
+        if let Some(watch) = self.watch.take() {
+            self.unwatch(&watch);
+        }
+        if std::thread::panicking() {
+            self.lock.site.resource().record(Event::PanickedWhileHeld);
         }
     }
 }

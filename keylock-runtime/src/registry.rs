@@ -64,6 +64,13 @@ pub(crate) struct Settings {
     pub(crate) track_holders: bool,
 }
 
+impl Settings {
+    /// Whether a hold is timed or listed, beyond the counters.
+    pub(crate) fn watches_holds(&self) -> bool {
+        self.long_hold.is_some() || self.track_holders
+    }
+}
+
 /// The default [slow wait warning](RegistryBuilder::slow_wait_warning).
 pub const DEFAULT_SLOW_WAIT: Duration = Duration::from_secs(1);
 
