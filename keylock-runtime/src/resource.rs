@@ -90,6 +90,7 @@ impl ResourceInfo {
 
     /// The statistics hook: every acquisition outcome of this resource, its
     /// own lock and every key, is recorded here.
+    #[inline]
     pub(crate) fn record(&self, event: Event) {
         if self.settings.statistics {
             self.counters.record(event);

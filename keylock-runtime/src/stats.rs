@@ -47,14 +47,26 @@ struct Stripe {
 
 const STRIPES: usize = 8;
 
-/// The stripe this thread writes to, assigned round-robin.
+/// The stripe this thread writes to, assigned round-robin on first use.
+#[inline]
 fn stripe_index() -> usize {
+    use std::cell::Cell;
     use std::sync::atomic::AtomicUsize;
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        // Const-initialized: reading it needs no lazy-initialization check.
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
     }
-    INDEX.try_with(|index| *index).unwrap_or(0)
+    INDEX
+        .try_with(|index| {
+            let mut value = index.get();
+            if value == usize::MAX {
+                value = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+                index.set(value);
+            }
+            value
+        })
+        .unwrap_or(0)
 }
 
 /// Bucket `i` holds waits below `2^i` microseconds; the last one the rest.
@@ -187,6 +199,7 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    #[inline]
     pub(crate) fn record(&self, event: Event) {
         if let Event::Held(held) = event {
             self.hold.record(held);
