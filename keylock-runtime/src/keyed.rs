@@ -3,16 +3,18 @@
 //!
 //! # Entry lifetime
 //!
-//! Each entry counts its *users*: handles, guards and waiting acquisitions.
-//! The count is raised only under the map's shard lock (when the entry is
-//! looked up) or from an existing user (cloning a handle). An entry whose
-//! count is zero is *idle*: it stays in the map, so a key used again and
-//! again never pays for an allocation and a removal, until a sweep removes
-//! it. A sweep removes an entry under the shard's write lock, and only if
-//! its count is still zero there. So lookups and removals of the same key
-//! are serialized by the shard lock: removal can never strand a live user
-//! on an entry that a newcomer no longer finds, and a newcomer can never
-//! create a second lock for a key that is held or awaited.
+//! An entry's users are the references to it besides the map's own:
+//! handles, guards and waiting acquisitions each hold one, so the entry's
+//! `Arc` count is its user count plus one. New references come only from
+//! the map (under its shard lock, when a key is looked up) or from an
+//! existing user (cloning a handle). An entry whose only reference is the
+//! map's is *idle*: it stays in the map, so a key used again and again
+//! never pays for an allocation and a removal, until a sweep removes it. A
+//! sweep removes an entry under the shard's write lock, and only if the map
+//! still holds its only reference there. So lookups and removals of the
+//! same key are serialized by the shard lock: removal can never strand a
+//! live user on an entry that a newcomer no longer finds, and a newcomer can
+//! never create a second lock for a key that is held or awaited.
 //!
 //! Sweeps run on the insertion path, when the map has grown past twice the
 //! entries the last sweep kept (and at least [`MIN_SWEEP`]): the map holds
@@ -31,7 +33,7 @@ use crate::key::{Key, LockKey};
 use crate::lock::{Acquire, Lock, ReadGuard, Site, WriteGuard};
 use crate::raw::{Access, RawRwLock};
 use crate::resource::{AnyKeyMap, Resource, ResourceCore, ResourceInfo};
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::Ordering;
 
 /// Idle entries a map may hold before the first sweep.
 pub(crate) const MIN_SWEEP: usize = 1024;
@@ -39,7 +41,6 @@ pub(crate) const MIN_SWEEP: usize = 1024;
 /// One key's lock.
 pub(crate) struct Entry<K: Key> {
     key: K,
-    users: AtomicUsize,
     lock: RawRwLock,
     resource: Arc<ResourceInfo>,
 }
@@ -54,21 +55,21 @@ impl<K: Key> Site for Entry<K> {
     fn key_debug(&self) -> Option<String> {
         Some(format!("{:?}", self.key))
     }
-    fn retain(&self) {
-        self.users.fetch_add(1, Ordering::Relaxed);
-    }
-    fn release_handle(&self) {
-        // The entry turns idle at zero; a later sweep removes it.
-        self.users.fetch_sub(1, Ordering::AcqRel);
-    }
+}
+
+/// Whether anyone but the map refers to an entry: a handle, a guard or a
+/// waiting acquisition. The map's own reference is the one left when the
+/// entry is idle.
+fn in_use<K: Key>(entry: &Arc<Entry<K>>) -> bool {
+    Arc::strong_count(entry) > 1
 }
 
 impl<K: Key> Entry<K> {
-    fn occupancy(&self) -> crate::stats::Occupancy {
+    fn occupancy(self: &Arc<Self>) -> crate::stats::Occupancy {
         crate::stats::Occupancy {
             holders: self.lock.readers() + usize::from(self.lock.is_write_locked()),
             waiters: self.lock.waiters(),
-            live_keys: usize::from(self.users.load(Ordering::Relaxed) != 0),
+            live_keys: usize::from(in_use(self)),
         }
     }
 }
@@ -110,7 +111,6 @@ impl<K: Key> KeyMap<K> {
         let (entry, inserted) = self.entries.get_or_insert(key.to_owned_key(), |key| {
             Arc::new(Entry {
                 key: key.clone(),
-                users: AtomicUsize::new(0),
                 lock: RawRwLock::new(self.resource.fairness()),
                 resource: Arc::clone(&self.resource),
             })
@@ -395,7 +395,6 @@ mod shards {
             K: Borrow<Q>,
         {
             let entry = self.0.get(key)?;
-            entry.users.fetch_add(1, Ordering::Relaxed);
             Some(Arc::clone(&entry))
         }
 
@@ -413,16 +412,15 @@ mod shards {
                     (vacant.insert(entry), true)
                 }
             };
-            entry.users.fetch_add(1, Ordering::Relaxed);
             (Arc::clone(&entry), inserted)
         }
 
-        /// Removes every entry without users; returns how many are left
+        /// Removes every idle entry; returns how many are left
         /// and how many were removed.
         pub(super) fn sweep(&self) -> (usize, u64) {
             let mut removed = 0;
             self.0.retain(|_, entry| {
-                let keep = entry.users.load(Ordering::Acquire) != 0;
+                let keep = in_use(entry);
                 removed += u64::from(!keep);
                 keep
             });
@@ -431,10 +429,7 @@ mod shards {
 
         /// Entries with at least one user.
         pub(super) fn live(&self) -> usize {
-            self.0
-                .iter()
-                .filter(|entry| entry.users.load(Ordering::Relaxed) != 0)
-                .count()
+            self.0.iter().filter(|entry| in_use(entry)).count()
         }
 
         /// Holders, waiters and live keys, entry by entry.
@@ -477,7 +472,6 @@ mod shards {
         {
             let map = crate::sync::lock(&self.0);
             let entry = map.get(key)?;
-            entry.users.fetch_add(1, Ordering::Relaxed);
             Some(Arc::clone(entry))
         }
 
@@ -496,21 +490,20 @@ mod shards {
                     (vacant.insert(entry), true)
                 }
             };
-            entry.users.fetch_add(1, Ordering::Relaxed);
             (Arc::clone(entry), inserted)
         }
 
         pub(super) fn sweep(&self) -> (usize, u64) {
             let mut map = crate::sync::lock(&self.0);
             let before = map.len();
-            map.retain(|_, entry| entry.users.load(Ordering::Acquire) != 0);
+            map.retain(|_, entry| in_use(entry));
             (map.len(), (before - map.len()) as u64)
         }
 
         pub(super) fn live(&self) -> usize {
             crate::sync::lock(&self.0)
                 .values()
-                .filter(|entry| entry.users.load(Ordering::Relaxed) != 0)
+                .filter(|entry| in_use(entry))
                 .count()
         }
 

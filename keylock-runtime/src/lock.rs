@@ -23,10 +23,6 @@ pub(crate) trait Site: Send + Sync + 'static {
     fn raw(&self) -> &RawRwLock;
     fn resource(&self) -> &ResourceInfo;
     fn key_debug(&self) -> Option<String>;
-    /// One more handle exists.
-    fn retain(&self);
-    /// One handle is gone; a keyed entry leaves the map with its last one.
-    fn release_handle(&self);
 }
 
 /// A handle to one lock: a named resource's own lock, or the lock of one key
@@ -46,16 +42,9 @@ pub struct Lock {
 
 impl Clone for Lock {
     fn clone(&self) -> Self {
-        self.site.retain();
         Lock {
             site: Arc::clone(&self.site),
         }
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        self.site.release_handle();
     }
 }
 

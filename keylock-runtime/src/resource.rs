@@ -161,8 +161,6 @@ impl Site for ResourceCore {
     fn key_debug(&self) -> Option<String> {
         None
     }
-    fn retain(&self) {}
-    fn release_handle(&self) {}
 }
 
 /// A named resource of a [`Registry`](crate::Registry): its own read/write
