@@ -8,7 +8,8 @@
 //! ```
 //!
 //! with `<mode>` one of `none` (the fixed cost), `keylock_named`,
-//! `keylock_keyed`, `tokio_rwlock`, `dashmap_tokio_mutex`; per operation:
+//! `keylock_keyed`, `keylock_named_attribute`, `keylock_keyed_attribute`,
+//! `tokio_rwlock`, `dashmap_tokio_mutex`; per operation:
 //! (total - none) / 200,000.
 
 use std::hint::black_box;
@@ -17,6 +18,19 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 const OPERATIONS: u64 = 200_000;
+
+static ANNOTATED: std::sync::LazyLock<keylock::Registry> =
+    std::sync::LazyLock::new(keylock::Registry::new);
+
+#[keylock::write_lock("db", registry = ANNOTATED)]
+async fn annotated_named() {
+    black_box(());
+}
+
+#[keylock::write_lock("k", key = id, registry = ANNOTATED)]
+async fn annotated_keyed(id: u64) {
+    black_box(id);
+}
 
 fn main() {
     let mode = std::env::args()
@@ -37,6 +51,8 @@ fn main() {
             match mode.as_str() {
                 "keylock_named" => drop(black_box(db.write().await)),
                 "keylock_keyed" => drop(black_box(keys.write(&(i & 7)).await)),
+                "keylock_named_attribute" => annotated_named().await,
+                "keylock_keyed_attribute" => annotated_keyed(i & 7).await,
                 "tokio_rwlock" => drop(black_box(rwlock.write().await)),
                 "dashmap_tokio_mutex" => {
                     let lock = map.entry(i & 7).or_default().clone();
