@@ -45,13 +45,21 @@ pub(crate) fn timed_out(error: &Error) {
 
 /// A guard was held for `held`, at least the configured threshold.
 #[cfg(feature = "tracing")]
-pub(crate) fn long_hold(resource: &str, key: Option<String>, access: Access, held: Duration) {
+pub(crate) fn long_hold(
+    resource: &str,
+    key: Option<String>,
+    access: Access,
+    held: Duration,
+    holder: &std::panic::Location<'static>,
+) {
     tracing::warn!(
         target: "keylock",
         resource,
         key,
         access = access.as_str(),
         held_ms = held.as_secs_f64() * 1e3,
+        holder = %holder,
+        thread = std::thread::current().name(),
         "lock held long"
     );
 }
@@ -76,7 +84,14 @@ pub(crate) fn contended(
 pub(crate) fn timed_out(_: &Error) {}
 
 #[cfg(not(feature = "tracing"))]
-pub(crate) fn long_hold(_: &str, _: Option<String>, _: Access, _: Duration) {}
+pub(crate) fn long_hold(
+    _: &str,
+    _: Option<String>,
+    _: Access,
+    _: Duration,
+    _: &std::panic::Location<'static>,
+) {
+}
 
 #[cfg(not(feature = "tracing"))]
 pub(crate) fn duplicate(_: &str, _: bool) {}

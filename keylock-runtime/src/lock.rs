@@ -400,7 +400,11 @@ impl Lock {
             );
             live.enter(Role::Holding, self.site.key_debug(), access, location)
         });
-        HoldWatch { since, live }
+        HoldWatch {
+            since,
+            live,
+            location,
+        }
     }
 }
 
@@ -410,6 +414,8 @@ impl Lock {
 struct HoldWatch {
     since: Option<Instant>,
     live: Option<u64>,
+    /// Where the lock was taken, to name the holder.
+    location: &'static Location<'static>,
 }
 
 /// A held lock; releases on drop. The one place every release passes
@@ -438,6 +444,7 @@ impl Held {
                     self.lock.site.key_debug(),
                     self.access,
                     held,
+                    watch.location,
                 );
             }
         }
