@@ -292,6 +292,8 @@ fn long_holds_are_timed_and_reported() {
         drop(registry.lock("db").read_blocking());
     });
     assert!(output.contains("lock held long"), "{output}");
+    // The warning names the holder: where the lock was taken.
+    assert!(output.contains("holder=tests/stats.rs:"), "{output}");
     assert!(
         output.contains("sessions") && output.contains("42"),
         "{output}"
