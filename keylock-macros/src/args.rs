@@ -203,35 +203,19 @@ impl Args {
                 set_spanned(&mut self.ttl, duration, span, "ttl")
             }
             "on_busy" => {
-                let lit = string_lit(&value, "on_busy", "\"wait\" or \"skip\"")?;
-                let on_busy = match lit.value().as_str() {
-                    "wait" => OnBusy::Wait,
-                    "skip" => OnBusy::Skip,
-                    other => {
-                        return Err(syn::Error::new_spanned(
-                            lit,
-                            format!(
-                                "unknown `on_busy` value `{other}`; expected \"wait\" (the default) or \"skip\""
-                            ),
-                        ))
-                    }
-                };
+                let on_busy = choice(
+                    &value,
+                    "on_busy",
+                    [("wait", OnBusy::Wait), ("skip", OnBusy::Skip)],
+                )?;
                 set_spanned(&mut self.on_busy, on_busy, span, "on_busy")
             }
             "in_flight" => {
-                let lit = string_lit(&value, "in_flight", "\"skip\" or \"wait\"")?;
-                let in_flight = match lit.value().as_str() {
-                    "skip" => InFlight::Skip,
-                    "wait" => InFlight::Wait,
-                    other => {
-                        return Err(syn::Error::new_spanned(
-                            lit,
-                            format!(
-                                "unknown `in_flight` value `{other}`; expected \"skip\" (the default) or \"wait\""
-                            ),
-                        ))
-                    }
-                };
+                let in_flight = choice(
+                    &value,
+                    "in_flight",
+                    [("skip", InFlight::Skip), ("wait", InFlight::Wait)],
+                )?;
                 set_spanned(&mut self.in_flight, in_flight, span, "in_flight")
             }
             "capacity" => {
@@ -280,6 +264,22 @@ impl Args {
             }
             _ => unreachable!("checked against the accepted list"),
         }
+    }
+}
+
+/// One of two string values; the first is the default.
+fn choice<T: Copy>(value: &Expr, name: &str, choices: [(&str, T); 2]) -> syn::Result<T> {
+    let [(default, _), (other, _)] = choices;
+    let lit = string_lit(value, name, &format!("\"{default}\" or \"{other}\""))?;
+    let text = lit.value();
+    match choices.iter().find(|(choice, _)| *choice == text) {
+        Some((_, chosen)) => Ok(*chosen),
+        None => Err(syn::Error::new_spanned(
+            lit,
+            format!(
+                "unknown `{name}` value `{text}`; expected \"{default}\" (the default) or \"{other}\""
+            ),
+        )),
     }
 }
 

@@ -414,68 +414,67 @@ impl Stats {
                 }
             },
         );
-        let counters: [Metric<u64>; 6] = [
+        let per_resource: [Metric; 10] = [
             (
                 "keylock_errors_while_held_total",
+                "counter",
                 "Annotated bodies that returned an error while holding the lock.",
                 |r| r.errors_while_held,
             ),
             (
                 "keylock_evictions_total",
+                "counter",
                 "Idle key entries removed.",
                 |r| r.evictions,
             ),
             (
                 "keylock_contended_total",
+                "counter",
                 "Acquisitions that had to wait.",
                 |r| r.contended,
             ),
             (
                 "keylock_timeouts_total",
+                "counter",
                 "Acquisitions that timed out.",
                 |r| r.timeouts,
             ),
             (
                 "keylock_busy_total",
+                "counter",
                 "Non-waiting acquisitions that found the lock held.",
                 |r| r.busy,
             ),
             (
                 "keylock_panics_while_held_total",
+                "counter",
                 "Guards released while unwinding from a panic.",
                 |r| r.panics_while_held,
             ),
-        ];
-        for (metric, help, value) in counters {
-            family(metric, "counter", help, &mut |out| {
-                for r in resources {
-                    let _ = writeln!(
-                        out,
-                        "{metric}{{resource=\"{}\"}} {}",
-                        escape(&r.name),
-                        value(r)
-                    );
-                }
-            });
-        }
-        let gauges: [Metric<usize>; 4] = [
-            ("keylock_holders", "Holders right now.", |r| r.holders),
-            (
-                "keylock_peak_waiters",
-                "The most callers queued at once.",
-                |r| r.peak_waiters,
-            ),
-            ("keylock_waiters", "Callers queued right now.", |r| {
-                r.waiters
+            ("keylock_holders", "gauge", "Holders right now.", |r| {
+                r.holders as u64
             }),
             (
+                "keylock_peak_waiters",
+                "gauge",
+                "The most callers queued at once.",
+                |r| r.peak_waiters as u64,
+            ),
+            (
+                "keylock_waiters",
+                "gauge",
+                "Callers queued right now.",
+                |r| r.waiters as u64,
+            ),
+            (
                 "keylock_live_keys",
+                "gauge",
                 "Keys held or waited for right now.",
-                |r| r.live_keys,
+                |r| r.live_keys as u64,
             ),
         ];
-        for (metric, help, value) in gauges {
-            family(metric, "gauge", help, &mut |out| {
+        for (metric, kind, help, value) in per_resource {
+            family(metric, kind, help, &mut |out| {
                 for r in resources {
                     let _ = writeln!(
                         out,
@@ -564,8 +563,13 @@ impl Stats {
     }
 }
 
-/// A metric family: name, help text, and the figure it reports.
-type Metric<T> = (&'static str, &'static str, fn(&ResourceStats) -> T);
+/// A metric family: name, type, help text, and the figure it reports.
+type Metric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ResourceStats) -> u64,
+);
 
 /// A histogram family: name, help text, and the distribution it reports.
 type HistogramMetric = (
