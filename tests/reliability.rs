@@ -95,7 +95,7 @@ async fn item1_timed_acquire_reports_and_leaves_nothing() {
             waited,
             ..
         } => {
-            assert_eq!(&**resource, "k");
+            assert_eq!(resource, "k");
             assert_eq!(key.as_deref(), Some("1"));
             assert!(*waited >= Duration::from_millis(15));
         }

@@ -459,7 +459,7 @@ impl<Q: ?Sized + fmt::Debug> Rejection<'_, Q> {
     /// Describes the duplicate as an [`Error::Duplicate`].
     pub fn into_error(self) -> Error {
         Error::Duplicate {
-            scope: self.scope,
+            scope: self.scope.to_string(),
             key: Some(format!("{:?}", self.key)),
             in_flight: self.in_flight,
         }

@@ -1,7 +1,6 @@
 //! The errors an acquisition can end with.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::raw::Access;
@@ -18,7 +17,7 @@ pub enum Error {
     #[non_exhaustive]
     Timeout {
         /// Name of the resource.
-        resource: Arc<str>,
+        resource: String,
         /// The key, in its `Debug` form, for keyed locks.
         key: Option<String>,
         /// Read or write.
@@ -30,7 +29,7 @@ pub enum Error {
     #[non_exhaustive]
     Busy {
         /// Name of the resource.
-        resource: Arc<str>,
+        resource: String,
         /// The key, in its `Debug` form, for keyed locks.
         key: Option<String>,
         /// Read or write.
@@ -40,7 +39,7 @@ pub enum Error {
     #[non_exhaustive]
     Duplicate {
         /// Name of the dedup scope.
-        scope: Arc<str>,
+        scope: String,
         /// The key, in its `Debug` form.
         key: Option<String>,
         /// Whether the first call with this key is still running (rather

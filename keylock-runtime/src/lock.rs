@@ -266,7 +266,7 @@ impl Lock {
                 );
             }
             Err(Error::Busy {
-                resource: self.site.resource().name_arc(),
+                resource: self.site.resource().name().to_owned(),
                 key: self.site.key_debug(),
                 access,
             })
@@ -283,7 +283,7 @@ impl Lock {
             return Ok(self.acquired(access, Contention::Uncontended, location));
         }
         let started = Instant::now();
-        let resource = self.site.resource().name_arc();
+        let resource = self.site.resource().name().to_owned();
         let key = self.site.key_debug();
         let site = Arc::clone(&self.site);
         match timer::timeout(timeout, self.acquire::<Held>(access, location)).await {
@@ -335,7 +335,7 @@ impl Lock {
                     );
                 }
                 let error = Error::Timeout {
-                    resource: self.site.resource().name_arc(),
+                    resource: self.site.resource().name().to_owned(),
                     key: self.site.key_debug(),
                     access,
                     waited,

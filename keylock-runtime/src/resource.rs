@@ -46,10 +46,6 @@ impl ResourceInfo {
         &self.name
     }
 
-    pub(crate) fn name_arc(&self) -> Arc<str> {
-        Arc::clone(&self.name)
-    }
-
     pub(crate) fn fairness(&self) -> Fairness {
         self.settings.fairness
     }
