@@ -38,15 +38,31 @@ impl SiteCache {
         }
     }
 
-    /// The own lock of the named resource.
-    pub fn lock(&self, registry: &Registry, name: impl Fn() -> &'static str) -> Lock {
+    /// Runs `f` with this site's handle, made by `make` on first use. A
+    /// call with another registry, or asking for another handle type (a
+    /// generic function), makes a fresh handle instead of using the cache.
+    fn with<T: Any + Send + Sync, R>(
+        &self,
+        registry: &Registry,
+        make: impl Fn(&Registry) -> T,
+        f: impl FnOnce(&T) -> R,
+    ) -> R {
         let (id, cached) = self
             .cell
-            .get_or_init(|| (registry.id(), Box::new(registry.resource(name()))));
-        match cached.downcast_ref::<Resource>() {
-            Some(resource) if *id == registry.id() => resource.lock(),
-            _ => registry.resource(name()).lock(),
+            .get_or_init(|| (registry.id(), Box::new(make(registry))));
+        match cached.downcast_ref::<T>() {
+            Some(handle) if *id == registry.id() => f(handle),
+            _ => f(&make(registry)),
         }
+    }
+
+    /// The own lock of the named resource.
+    pub fn lock(&self, registry: &Registry, name: impl Fn() -> &'static str) -> Lock {
+        self.with(
+            registry,
+            |registry| registry.resource(name()),
+            Resource::lock,
+        )
     }
 
     /// The lock of `key` in the named resource.
@@ -65,16 +81,11 @@ impl SiteCache {
         options: impl Fn() -> DedupOptions,
         f: impl FnOnce(&Dedup<K>) -> R,
     ) -> R {
-        let (id, cached) = self.cell.get_or_init(|| {
-            (
-                registry.id(),
-                Box::new(registry.dedup_with::<K>(name(), options())),
-            )
-        });
-        match cached.downcast_ref::<Dedup<K>>() {
-            Some(dedup) if *id == registry.id() => f(dedup),
-            _ => f(&registry.dedup_with::<K>(name(), options())),
-        }
+        self.with(
+            registry,
+            |registry| registry.dedup_with::<K>(name(), options()),
+            f,
+        )
     }
 
     /// Runs `f` with the keyed locks of the named resource for key type `K`.
@@ -84,13 +95,7 @@ impl SiteCache {
         name: impl Fn() -> &'static str,
         f: impl FnOnce(&Keyed<K>) -> R,
     ) -> R {
-        let (id, cached) = self
-            .cell
-            .get_or_init(|| (registry.id(), Box::new(registry.keyed::<K>(name()))));
-        match cached.downcast_ref::<Keyed<K>>() {
-            Some(keyed) if *id == registry.id() => f(keyed),
-            _ => f(&registry.keyed::<K>(name())),
-        }
+        self.with(registry, |registry| registry.keyed::<K>(name()), f)
     }
 }
 

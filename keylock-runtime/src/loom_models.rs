@@ -14,6 +14,16 @@ use loom::thread;
 
 use crate::Registry;
 
+/// Marks a critical section: fails the model if anyone else is inside.
+fn alone(inside: &AtomicUsize) {
+    assert_eq!(
+        inside.fetch_add(1, Ordering::SeqCst),
+        0,
+        "two holders at once"
+    );
+    inside.fetch_sub(1, Ordering::SeqCst);
+}
+
 /// Builds a registry whose fairness decision needs no clock: hand the lock
 /// over always (`ZERO`) or only let waiters compete (`MAX`).
 fn registry(bound: Duration) -> Registry {
@@ -34,12 +44,10 @@ fn lookup_races_removal() {
                 let inside = inside.clone();
                 thread::spawn(move || {
                     let _guard = keys.write_blocking(&1);
-                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
-                    inside.fetch_sub(1, Ordering::SeqCst);
+                    alone(&inside);
                 })
             };
-            assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
-            inside.fetch_sub(1, Ordering::SeqCst);
+            alone(&inside);
             drop(first);
             // The sweep races the other thread's lookup.
             keys.sweep();
@@ -66,8 +74,7 @@ fn removal_never_doubles_a_live_lock() {
             let inside = inside.clone();
             thread::spawn(move || {
                 let _guard = keys.write_blocking(&1);
-                assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
-                inside.fetch_sub(1, Ordering::SeqCst);
+                alone(&inside);
             })
         };
         drop(a);
@@ -75,8 +82,7 @@ fn removal_never_doubles_a_live_lock() {
         keys.sweep();
         {
             let _c = keys.write_blocking(&1);
-            assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
-            inside.fetch_sub(1, Ordering::SeqCst);
+            alone(&inside);
         }
         b.join().unwrap();
         assert_eq!(keys.live_keys(), 0);
@@ -98,8 +104,7 @@ fn notified_head_never_loses_a_wakeup() {
                 thread::spawn(move || {
                     for _ in 0..2 {
                         let _guard = db.lock().write_blocking();
-                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
-                        inside.fetch_sub(1, Ordering::SeqCst);
+                        alone(&inside);
                     }
                 })
             })
@@ -124,8 +129,7 @@ fn concurrent_creation_yields_one_lock() {
                 let inside = inside.clone();
                 thread::spawn(move || {
                     let _guard = keys.write_blocking(&9);
-                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
-                    inside.fetch_sub(1, Ordering::SeqCst);
+                    alone(&inside);
                 })
             })
             .collect();
@@ -173,14 +177,12 @@ fn task_waits_for_thread() {
                 let inside = inside.clone();
                 thread::spawn(move || {
                     let _guard = db.lock().write_blocking();
-                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
-                    inside.fetch_sub(1, Ordering::SeqCst);
+                    alone(&inside);
                 })
             };
             loom::future::block_on(async {
                 let _guard = db.write().await;
-                assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
-                inside.fetch_sub(1, Ordering::SeqCst);
+                alone(&inside);
             });
             thread_side.join().unwrap();
             assert!(!db.lock().is_locked());
@@ -205,8 +207,7 @@ fn reader_writer_exclusion() {
         };
         {
             let _guard = db.lock().write_blocking();
-            assert_eq!(writers.fetch_add(1, Ordering::SeqCst), 0);
-            writers.fetch_sub(1, Ordering::SeqCst);
+            alone(&writers);
         }
         reader.join().unwrap();
         assert!(!db.lock().is_locked());

@@ -528,37 +528,33 @@ impl Stats {
                 }
             });
         }
+        let per_scope: [DedupMetric; 2] = [
+            (
+                "keylock_duplicates_total",
+                "counter",
+                "Duplicates turned away by a dedup scope.",
+                |d| d.duplicates,
+            ),
+            (
+                "keylock_dedup_remembered",
+                "gauge",
+                "Keys a dedup scope remembers as handled.",
+                |d| d.remembered as u64,
+            ),
+        ];
         let dedup = &self.dedup;
-        family(
-            "keylock_duplicates_total",
-            "counter",
-            "Duplicates turned away by a dedup scope.",
-            &mut |out| {
+        for (metric, kind, help, value) in per_scope {
+            family(metric, kind, help, &mut |out| {
                 for d in dedup {
                     let _ = writeln!(
                         out,
-                        "keylock_duplicates_total{{scope=\"{}\"}} {}",
+                        "{metric}{{scope=\"{}\"}} {}",
                         escape(&d.name),
-                        d.duplicates
+                        value(d)
                     );
                 }
-            },
-        );
-        family(
-            "keylock_dedup_remembered",
-            "gauge",
-            "Keys a dedup scope remembers as handled.",
-            &mut |out| {
-                for d in dedup {
-                    let _ = writeln!(
-                        out,
-                        "keylock_dedup_remembered{{scope=\"{}\"}} {}",
-                        escape(&d.name),
-                        d.remembered
-                    );
-                }
-            },
-        );
+            });
+        }
         out
     }
 }
@@ -569,6 +565,14 @@ type Metric = (
     &'static str,
     &'static str,
     fn(&ResourceStats) -> u64,
+);
+
+/// A dedup scope's metric family: name, type, help text, and its figure.
+type DedupMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&DedupStats) -> u64,
 );
 
 /// A histogram family: name, help text, and the distribution it reports.
