@@ -30,7 +30,7 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::key::{Key, LockKey};
-use crate::lock::{Acquire, Lock, ReadGuard, Site, WriteGuard};
+use crate::lock::{Acquire, Lock, LockSite, ReadGuard, SiteKey, WriteGuard};
 use crate::raw::{Access, RawRwLock};
 use crate::resource::{AnyKeyMap, Resource, ResourceCore, ResourceInfo};
 use crate::sync::Ordering;
@@ -39,23 +39,7 @@ use crate::sync::Ordering;
 pub(crate) const MIN_SWEEP: usize = 1024;
 
 /// One key's lock.
-pub(crate) struct Entry<K: Key> {
-    key: K,
-    lock: RawRwLock,
-    resource: Arc<ResourceInfo>,
-}
-
-impl<K: Key> Site for Entry<K> {
-    fn raw(&self) -> &RawRwLock {
-        &self.lock
-    }
-    fn resource(&self) -> &ResourceInfo {
-        &self.resource
-    }
-    fn key_debug(&self) -> Option<String> {
-        Some(format!("{:?}", self.key))
-    }
-}
+pub(crate) type Entry<K> = LockSite<K>;
 
 /// Whether anyone but the map refers to an entry: a handle, a guard or a
 /// waiting acquisition. The map's own reference is the one left when the
@@ -67,8 +51,8 @@ fn in_use<K: Key>(entry: &Arc<Entry<K>>) -> bool {
 impl<K: Key> Entry<K> {
     fn occupancy(self: &Arc<Self>) -> crate::stats::Occupancy {
         crate::stats::Occupancy {
-            holders: self.lock.readers() + usize::from(self.lock.is_write_locked()),
-            waiters: self.lock.waiters(),
+            holders: self.raw.readers() + usize::from(self.raw.is_write_locked()),
+            waiters: self.raw.waiters(),
             live_keys: usize::from(in_use(self)),
         }
     }
@@ -110,9 +94,9 @@ impl<K: Key> KeyMap<K> {
         }
         let (entry, inserted) = self.entries.get_or_insert(key.to_owned_key(), |key| {
             Arc::new(Entry {
-                key: key.clone(),
-                lock: RawRwLock::new(self.resource.fairness()),
+                raw: RawRwLock::new(self.resource.fairness()),
                 resource: Arc::clone(&self.resource),
+                key: key.clone(),
             })
         });
         if inserted {
@@ -155,7 +139,7 @@ impl<K: Key> KeyMap<K> {
         Q: ?Sized + LockKey<Owned = K>,
         K: Borrow<Q>,
     {
-        Lock::from_site(self.entry(key) as Arc<dyn Site>)
+        Lock::from_site(self.entry(key) as Arc<LockSite<dyn SiteKey>>)
     }
 }
 
@@ -320,7 +304,7 @@ impl<K: Key> Keyed<K> {
     {
         self.map
             .entries
-            .peek(key, |entry| entry.lock.is_locked())
+            .peek(key, |entry| entry.raw.is_locked())
             .unwrap_or(false)
     }
 
@@ -333,7 +317,7 @@ impl<K: Key> Keyed<K> {
     {
         self.map
             .entries
-            .peek(key, |entry| entry.lock.waiters())
+            .peek(key, |entry| entry.raw.waiters())
             .unwrap_or(0)
     }
 

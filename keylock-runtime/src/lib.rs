@@ -89,6 +89,7 @@ mod raw;
 mod registry;
 mod resource;
 mod stats;
+mod stripe;
 mod sync;
 mod timer;
 

@@ -12,17 +12,59 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::events;
+use crate::key::Key;
 use crate::live::{OperationKind, Role};
 use crate::raw::{Access, Contention, RawRwLock, Slot, TimedOut};
 use crate::resource::{ResourceInfo, Waiting};
 use crate::stats::Event;
 use crate::timer;
 
-/// What a [`Lock`] points at: the resource's own lock or a keyed entry.
-pub(crate) trait Site: Send + Sync + 'static {
-    fn raw(&self) -> &RawRwLock;
-    fn resource(&self) -> &ResourceInfo;
-    fn key_debug(&self) -> Option<String>;
+/// What a [`Lock`] points at: the lock itself, the resource it belongs to,
+/// and its key. A keyed entry stores its key inline (`LockSite<K>`); a
+/// [`Lock`] sees any site as `LockSite<dyn SiteKey>`, so reaching the lock
+/// and the resource is a field access, and only describing the key (on slow
+/// paths: reports and errors) is a dynamic call.
+pub(crate) struct LockSite<K: ?Sized> {
+    pub(crate) raw: RawRwLock,
+    pub(crate) resource: Arc<ResourceInfo>,
+    pub(crate) key: K,
+}
+
+impl<K: ?Sized + SiteKey> LockSite<K> {
+    #[inline]
+    pub(crate) fn raw(&self) -> &RawRwLock {
+        &self.raw
+    }
+
+    #[inline]
+    pub(crate) fn resource(&self) -> &ResourceInfo {
+        &self.resource
+    }
+
+    pub(crate) fn key_debug(&self) -> Option<String> {
+        self.key.describe()
+    }
+}
+
+/// The key of a lock site, seen without its type.
+pub(crate) trait SiteKey: Send + Sync + 'static {
+    /// The key in its `Debug` form; `None` for a resource's own lock.
+    fn describe(&self) -> Option<String>;
+}
+
+impl<K: Key> SiteKey for K {
+    fn describe(&self) -> Option<String> {
+        Some(format!("{self:?}"))
+    }
+}
+
+/// The "key" of a resource's own lock, which has none.
+pub(crate) struct Unkeyed;
+
+impl SiteKey for Unkeyed {
+    fn describe(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A handle to one lock: a named resource's own lock, or the lock of one key
@@ -37,7 +79,7 @@ pub(crate) trait Site: Send + Sync + 'static {
 /// [`Resource::lock`](crate::Resource::lock) or
 /// [`Keyed::key`](crate::Keyed::key).
 pub struct Lock {
-    site: Arc<dyn Site>,
+    site: Arc<LockSite<dyn SiteKey>>,
 }
 
 impl Clone for Lock {
@@ -126,12 +168,13 @@ macro_rules! acquire_methods {
         #[track_caller]
         pub fn $blocking(&self) -> $guard {
             let location = Location::caller();
-            let lock = self.clone();
-            let contention = match lock.wait_blocking($access, None, location) {
+            let contention = match self.wait_blocking($access, None, location) {
                 Ok(contention) => contention,
                 Err(_) => unreachable!("an acquisition without deadline cannot time out"),
             };
-            $guard::from_held(lock.acquired($access, contention, location))
+            // Cloned once held: waiting threads then never touch the
+            // handle's reference count, which the holder updates.
+            $guard::from_held(self.clone().acquired($access, contention, location))
         }
 
         #[doc = concat!("Blocks the current thread at most `timeout` for ", $mode, " access.")]
@@ -154,7 +197,7 @@ macro_rules! acquire_methods {
 }
 
 impl Lock {
-    pub(crate) fn from_site(site: Arc<dyn Site>) -> Self {
+    pub(crate) fn from_site(site: Arc<LockSite<dyn SiteKey>>) -> Self {
         Lock { site }
     }
 

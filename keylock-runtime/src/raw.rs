@@ -253,11 +253,40 @@ impl Fairness {
     }
 }
 
-/// Number of short spins a blocking caller makes before it queues.
-#[cfg(not(loom))]
-const SPIN_ROUNDS: u32 = 6;
-#[cfg(loom)]
-const SPIN_ROUNDS: u32 = 0;
+/// How a blocking caller waits a little before it queues (or queues again
+/// after a wake-up that lost the race): a few doubling busy spins, then a
+/// few yields of its time slice. Parking costs the releasing thread a
+/// system call to wake it, so a short wait that ends in the lock being taken
+/// is far cheaper than a park; past these rounds the caller parks.
+struct Backoff {
+    round: u32,
+}
+
+impl Backoff {
+    /// Rounds of busy spinning (1, 2, 4, ... spin hints).
+    const SPINS: u32 = if cfg!(loom) { 0 } else { 4 };
+    /// Further rounds that yield the time slice instead.
+    const YIELDS: u32 = if cfg!(loom) { 0 } else { 8 };
+
+    const fn new() -> Self {
+        Backoff { round: 0 }
+    }
+
+    /// Waits one round; false once the rounds are used up.
+    fn snooze(&mut self) -> bool {
+        if self.round < Self::SPINS {
+            for _ in 0..(1u32 << self.round) {
+                std::hint::spin_loop();
+            }
+        } else if self.round < Self::SPINS + Self::YIELDS {
+            std::thread::yield_now();
+        } else {
+            return false;
+        }
+        self.round += 1;
+        true
+    }
+}
 
 /// Whether an acquisition had to wait in the queue, and for how long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -501,10 +530,8 @@ impl RawRwLock {
         if self.try_acquire(access) {
             return Ok(Contention::Uncontended);
         }
-        for round in 0..SPIN_ROUNDS {
-            for _ in 0..(1u32 << round) {
-                std::hint::spin_loop();
-            }
+        let mut backoff = Backoff::new();
+        while backoff.snooze() {
             if self.try_acquire(access) {
                 return Ok(Contention::Uncontended);
             }
@@ -529,14 +556,8 @@ impl RawRwLock {
             // or someone took it first. Watch it briefly before taking the
             // queue mutex, so a thread that re-acquires in a loop is not
             // made to wake us again at once.
-            for round in 0..SPIN_ROUNDS {
-                if may_take(self.state.load(Ordering::Relaxed), access) {
-                    break;
-                }
-                for _ in 0..(1u32 << round) {
-                    std::hint::spin_loop();
-                }
-            }
+            let mut backoff = Backoff::new();
+            while !may_take(self.state.load(Ordering::Relaxed), access) && backoff.snooze() {}
             let mut queue = sync::lock(&self.queue);
             if !queue.waiters.contains_key(&ticket) || self.retry_queued(&mut queue, ticket, access)
             {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use crate::key::{Key, LockKey};
 use crate::keyed::{KeyMap, Keyed};
 use crate::live::{LiveTable, Role};
-use crate::lock::{Acquire, Lock, ReadGuard, Site, WriteGuard};
+use crate::lock::{Acquire, Lock, LockSite, ReadGuard, SiteKey, Unkeyed, WriteGuard};
 use crate::raw::{Access, Fairness, RawRwLock};
 use crate::registry::Settings;
 use crate::stats::{Counters, Event, Occupancy, ResourceStats};
@@ -97,8 +97,9 @@ impl ResourceInfo {
 
 /// One named resource: its own lock and its key maps.
 pub(crate) struct ResourceCore {
-    info: Arc<ResourceInfo>,
-    lock: RawRwLock,
+    /// The resource's own lock, which also points at its name, settings
+    /// and counters.
+    own: Arc<LockSite<Unkeyed>>,
     /// One map per key type used with this resource, kept for the
     /// resource's lifetime so a key always finds the entry that is live.
     keyed: Mutex<HashMap<TypeId, Arc<dyn AnyKeyMap>>>,
@@ -106,18 +107,26 @@ pub(crate) struct ResourceCore {
 
 impl ResourceCore {
     pub(crate) fn new(name: Arc<str>, settings: Settings) -> Self {
+        let info = Arc::new(ResourceInfo {
+            name,
+            settings,
+            counters: Counters::default(),
+            live: settings.track_holders.then(LiveTable::default),
+            waiting: AtomicUsize::new(0),
+            peak_waiting: AtomicUsize::new(0),
+        });
         ResourceCore {
-            info: Arc::new(ResourceInfo {
-                name,
-                settings,
-                counters: Counters::default(),
-                live: settings.track_holders.then(LiveTable::default),
-                waiting: AtomicUsize::new(0),
-                peak_waiting: AtomicUsize::new(0),
+            own: Arc::new(LockSite {
+                raw: RawRwLock::new(settings.fairness),
+                resource: info,
+                key: Unkeyed,
             }),
-            lock: RawRwLock::new(settings.fairness),
             keyed: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn info(&self) -> &Arc<ResourceInfo> {
+        &self.own.resource
     }
 
     fn maps(&self) -> Vec<Arc<dyn AnyKeyMap>> {
@@ -136,26 +145,14 @@ impl ResourceCore {
     /// Who holds and waits right now, over the own lock and every key.
     fn occupancy(&self) -> Occupancy {
         let mut occupancy = Occupancy {
-            holders: self.lock.readers() + usize::from(self.lock.is_write_locked()),
-            waiters: self.lock.waiters(),
+            holders: self.own.raw.readers() + usize::from(self.own.raw.is_write_locked()),
+            waiters: self.own.raw.waiters(),
             live_keys: 0,
         };
         for map in self.maps() {
             occupancy += map.occupancy();
         }
         occupancy
-    }
-}
-
-impl Site for ResourceCore {
-    fn raw(&self) -> &RawRwLock {
-        &self.lock
-    }
-    fn resource(&self) -> &ResourceInfo {
-        &self.info
-    }
-    fn key_debug(&self) -> Option<String> {
-        None
     }
 }
 
@@ -192,12 +189,12 @@ impl Resource {
 
     /// The resource's name.
     pub fn name(&self) -> &str {
-        self.core.info.name()
+        self.core.info().name()
     }
 
     /// A handle to the resource's own (unkeyed) lock.
     pub fn lock(&self) -> Lock {
-        Lock::from_site(Arc::clone(&self.core) as Arc<dyn Site>)
+        Lock::from_site(Arc::clone(&self.core.own) as Arc<LockSite<dyn SiteKey>>)
     }
 
     /// Waits for shared access to the resource's own lock.
@@ -230,7 +227,7 @@ impl Resource {
         let mut maps = self.core.keyed.lock().unwrap_or_else(|p| p.into_inner());
         let map = maps
             .entry(TypeId::of::<K>())
-            .or_insert_with(|| Arc::new(KeyMap::<K>::new(Arc::clone(&self.core.info))));
+            .or_insert_with(|| Arc::new(KeyMap::<K>::new(Arc::clone(self.core.info()))));
         match Arc::clone(map).as_any().downcast::<KeyMap<K>>() {
             Ok(map) => Keyed::from_map(map, Arc::clone(&self.core)),
             Err(_) => unreachable!("maps are stored under their own TypeId"),
@@ -255,14 +252,14 @@ impl Resource {
     pub fn stats(&self) -> ResourceStats {
         let mut stats = self
             .core
-            .info
+            .info()
             .counters
             .snapshot(self.name(), self.core.occupancy());
-        if let Some(live) = self.core.info.live() {
+        if let Some(live) = self.core.info().live() {
             stats.live = live.snapshot();
             stats.recent = live.recent();
         }
-        stats.peak_waiters = self.core.info.peak_waiting.load(Ordering::Relaxed);
+        stats.peak_waiters = self.core.info().peak_waiting.load(Ordering::Relaxed);
         stats.evictions = self.core.evictions();
         stats
     }
@@ -272,7 +269,7 @@ impl fmt::Debug for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Resource")
             .field("name", &self.name())
-            .field("lock", &self.core.lock)
+            .field("lock", &self.core.own.raw)
             .field("live_keys", &self.live_keys())
             .finish()
     }

@@ -1,8 +1,8 @@
 //! Statistics: per-resource counters and wait-time distributions, and the
 //! one hook through which every acquisition passes.
 //!
-//! The hot path adds one relaxed increment to a counter stripe of its own
-//! thread and never reads the clock: only an acquisition that had to queue
+//! The hot path adds one to a counter stripe its thread owns (a plain load
+//! and store, see [`crate::stripe`]) and never reads the clock: only an acquisition that had to queue
 //! reads it (once when it queues, once when it gets the lock), to record
 //! how long it waited.
 
@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::raw::Access;
+use crate::stripe::{Slot, STRIPES};
 
 /// Something that happened to a lock of a resource.
 #[derive(Clone, Copy, Debug)]
@@ -43,30 +44,6 @@ struct Stripe {
     busy: AtomicU64,
     panics: AtomicU64,
     errors: AtomicU64,
-}
-
-const STRIPES: usize = 8;
-
-/// The stripe this thread writes to, assigned round-robin on first use.
-#[inline]
-fn stripe_index() -> usize {
-    use std::cell::Cell;
-    use std::sync::atomic::AtomicUsize;
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        // Const-initialized: reading it needs no lazy-initialization check.
-        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    INDEX
-        .try_with(|index| {
-            let mut value = index.get();
-            if value == usize::MAX {
-                value = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-                index.set(value);
-            }
-            value
-        })
-        .unwrap_or(0)
 }
 
 /// Bucket `i` holds waits below `2^i` microseconds; the last one the rest.
@@ -201,15 +178,35 @@ pub(crate) struct Counters {
 impl Counters {
     #[inline]
     pub(crate) fn record(&self, event: Event) {
+        // The hot case, an acquisition that did not wait, stays inline.
+        if let Event::Acquired {
+            access,
+            waited: None,
+        } = event
+        {
+            let slot = Slot::current();
+            let stripe = &self.stripes[slot.index()];
+            slot.increment(match access {
+                Access::Read => &stripe.reads,
+                Access::Write => &stripe.writes,
+            });
+        } else {
+            self.record_other(event);
+        }
+    }
+
+    #[inline(never)]
+    fn record_other(&self, event: Event) {
         if let Event::Held(held) = event {
             self.hold.record(held);
             return;
         }
-        let stripe = &self.stripes[stripe_index()];
+        let slot = Slot::current();
+        let stripe = &self.stripes[slot.index()];
         let counter = match event {
             Event::Acquired { access, waited } => {
                 if let Some(waited) = waited {
-                    stripe.contended.fetch_add(1, Ordering::Relaxed);
+                    slot.increment(&stripe.contended);
                     self.wait.record(waited);
                 }
                 match access {
@@ -223,7 +220,7 @@ impl Counters {
             Event::FailedWhileHeld => &stripe.errors,
             Event::Held(_) => return,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        slot.increment(counter);
     }
 
     fn sum(&self, field: impl Fn(&Stripe) -> &AtomicU64) -> u64 {
