@@ -1,5 +1,5 @@
 //! Instruction counts, for comparisons this noisy machine's wall clock
-//! cannot settle. Runs 200,000 uncontended async acquisitions of one kind:
+//! cannot settle. Runs 200,000 uncontended acquisitions of one kind:
 //!
 //! ```text
 //! cargo bench --no-run --bench instructions
@@ -7,10 +7,9 @@
 //!     target/release/deps/instructions-<hash> <mode>
 //! ```
 //!
-//! with `<mode>` one of `none` (the fixed cost), `keylock_named`,
-//! `keylock_keyed`, `keylock_named_attribute`, `keylock_keyed_attribute`,
-//! `tokio_rwlock`, `dashmap_tokio_mutex`; per operation:
-//! (total - none) / 200,000.
+//! with `<mode>` one of `none` (the fixed cost) or a name in [`MODES`]; per
+//! operation: (total - none) / 200,000. Async modes run on a current-thread
+//! runtime, `_blocking` modes on the main thread.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -18,6 +17,22 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 const OPERATIONS: u64 = 200_000;
+
+/// Every mode, in the order BENCHMARKS.md lists them.
+const MODES: &[&str] = &[
+    "keylock_named",
+    "keylock_named_attribute",
+    "tokio_rwlock",
+    "keylock_keyed",
+    "keylock_keyed_attribute",
+    "dashmap_tokio_mutex",
+    "keylock_handle_blocking",
+    "keylock_named_attribute_blocking",
+    "parking_lot_mutex",
+    "keylock_keyed_blocking",
+    "keylock_keyed_attribute_blocking",
+    "dashmap_parking_lot",
+];
 
 static ANNOTATED: std::sync::LazyLock<keylock::Registry> =
     std::sync::LazyLock::new(keylock::Registry::new);
@@ -32,31 +47,56 @@ async fn annotated_keyed(id: u64) {
     black_box(id);
 }
 
+#[keylock::write_lock("db", registry = ANNOTATED)]
+fn annotated_named_blocking() {
+    black_box(());
+}
+
+#[keylock::write_lock("k", key = id, registry = ANNOTATED)]
+fn annotated_keyed_blocking(id: u64) {
+    black_box(id);
+}
+
 fn main() {
     let mode = std::env::args()
         .skip(1)
         .find(|arg| !arg.starts_with('-'))
         .unwrap_or_else(|| "none".to_owned());
+    // Decided once, so that every mode pays the same fixed cost per loop.
+    let mode = MODES.iter().position(|known| *known == mode);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let registry = keylock::Registry::new();
     let db = registry.resource("db");
+    let handle = db.lock();
     let keys = registry.keyed::<u64>("k");
     let rwlock = tokio::sync::RwLock::new(());
-    let map: DashMap<u64, Arc<tokio::sync::Mutex<()>>> = DashMap::new();
+    let tokio_map: DashMap<u64, Arc<tokio::sync::Mutex<()>>> = DashMap::new();
+    let mutex = parking_lot::Mutex::new(());
+    let sync_map: DashMap<u64, Arc<parking_lot::Mutex<()>>> = DashMap::new();
     runtime.block_on(async {
         for i in 0..OPERATIONS {
-            match mode.as_str() {
-                "keylock_named" => drop(black_box(db.write().await)),
-                "keylock_keyed" => drop(black_box(keys.write(&(i & 7)).await)),
-                "keylock_named_attribute" => annotated_named().await,
-                "keylock_keyed_attribute" => annotated_keyed(i & 7).await,
-                "tokio_rwlock" => drop(black_box(rwlock.write().await)),
-                "dashmap_tokio_mutex" => {
-                    let lock = map.entry(i & 7).or_default().clone();
+            let key = i & 7;
+            match mode {
+                Some(0) => drop(black_box(db.write().await)),
+                Some(1) => annotated_named().await,
+                Some(2) => drop(black_box(rwlock.write().await)),
+                Some(3) => drop(black_box(keys.write(&key).await)),
+                Some(4) => annotated_keyed(key).await,
+                Some(5) => {
+                    let lock = tokio_map.entry(key).or_default().clone();
                     drop(black_box(lock.lock().await));
+                }
+                Some(6) => drop(black_box(handle.write_blocking())),
+                Some(7) => annotated_named_blocking(),
+                Some(8) => drop(black_box(mutex.lock())),
+                Some(9) => drop(black_box(keys.write_blocking(&key))),
+                Some(10) => annotated_keyed_blocking(key),
+                Some(11) => {
+                    let lock = sync_map.entry(key).or_default().clone();
+                    drop(black_box(lock.lock()));
                 }
                 _ => {}
             }

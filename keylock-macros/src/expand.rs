@@ -282,9 +282,15 @@ fn lock_step(step: &Args, mode: Mode, index: usize) -> TokenStream {
         }
     };
 
+    let cache = if step.key.is_some() {
+        quote_spanned!(site=> #private::SiteCache)
+    } else {
+        quote_spanned!(site=> #private::NamedSite)
+    };
+
     quote_spanned! {site=>
         let #binding = {
-            static __KEYLOCK_SITE: #private::SiteCache = #private::SiteCache::new();
+            static __KEYLOCK_SITE: #cache = #cache::new();
             #marker
             let __keylock_registry: &#krate::Registry = #registry;
             let #lock = #lookup;

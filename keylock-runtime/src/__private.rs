@@ -16,7 +16,6 @@ use crate::keyed::Keyed;
 use crate::lock::{Acquire, FromHeld, Lock, ReadGuard, WriteGuard};
 use crate::raw::Access;
 use crate::registry::Registry;
-use crate::resource::Resource;
 
 pub use crate::key::{KeyProbe, KeyProbeRef, KeyProbeValue};
 
@@ -41,6 +40,7 @@ impl SiteCache {
     /// Runs `f` with this site's handle, made by `make` on first use. A
     /// call with another registry, or asking for another handle type (a
     /// generic function), makes a fresh handle instead of using the cache.
+    #[inline]
     fn with<T: Any + Send + Sync, R>(
         &self,
         registry: &Registry,
@@ -56,16 +56,8 @@ impl SiteCache {
         }
     }
 
-    /// The own lock of the named resource.
-    pub fn lock(&self, registry: &Registry, name: impl Fn() -> &'static str) -> Lock {
-        self.with(
-            registry,
-            |registry| registry.resource(name()),
-            Resource::lock,
-        )
-    }
-
     /// The lock of `key` in the named resource.
+    #[inline]
     pub fn key_lock<Q>(&self, registry: &Registry, name: impl Fn() -> &'static str, key: &Q) -> Lock
     where
         Q: ?Sized + LockKey,
@@ -89,6 +81,7 @@ impl SiteCache {
     }
 
     /// Runs `f` with the keyed locks of the named resource for key type `K`.
+    #[inline]
     pub fn keyed<K: Key, R>(
         &self,
         registry: &Registry,
@@ -102,6 +95,42 @@ impl SiteCache {
 impl Default for SiteCache {
     fn default() -> Self {
         SiteCache::new()
+    }
+}
+
+/// A per-call-site cache of a named resource's own lock. Unlike
+/// [`SiteCache`] it knows the handle's type, so a hit is a registry check
+/// and a reference count increment.
+pub struct NamedSite {
+    cell: OnceLock<(u64, Lock)>,
+}
+
+impl NamedSite {
+    /// An empty cache, for a `static`.
+    pub const fn new() -> Self {
+        NamedSite {
+            cell: OnceLock::new(),
+        }
+    }
+
+    /// The own lock of the named resource; cached for the first registry
+    /// seen, looked up by name for any other.
+    #[inline]
+    pub fn lock(&self, registry: &Registry, name: impl Fn() -> &'static str) -> Lock {
+        let (id, lock) = self
+            .cell
+            .get_or_init(|| (registry.id(), registry.resource(name()).lock()));
+        if *id == registry.id() {
+            lock.clone()
+        } else {
+            registry.resource(name()).lock()
+        }
+    }
+}
+
+impl Default for NamedSite {
+    fn default() -> Self {
+        NamedSite::new()
     }
 }
 
@@ -151,6 +180,7 @@ macro_rules! acquire_fns {
     ($guard:ident, $access:expr, $wait:ident, $timeout:ident, $try:ident, $blocking:ident, $blocking_timeout:ident) => {
         /// Waits for the lock.
         #[track_caller]
+        #[inline]
         pub fn $wait(lock: Lock) -> Acquire<$guard> {
             lock.acquire($access, Location::caller())
         }
@@ -174,8 +204,9 @@ macro_rules! acquire_fns {
 
         /// Blocks until the lock is held.
         #[track_caller]
+        #[inline]
         pub fn $blocking(lock: Lock) -> $guard {
-            lock.$blocking()
+            $guard::from_held(lock.acquire_blocking($access, Location::caller()))
         }
 
         /// Blocks at most `timeout` for the lock.

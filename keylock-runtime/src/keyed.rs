@@ -30,7 +30,7 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::key::{Key, LockKey};
-use crate::lock::{Acquire, Lock, LockSite, ReadGuard, SiteKey, WriteGuard};
+use crate::lock::{Acquire, FromHeld, Lock, LockSite, ReadGuard, SiteKey, WriteGuard};
 use crate::raw::{Access, RawRwLock};
 use crate::resource::{AnyKeyMap, Resource, ResourceCore, ResourceInfo};
 use crate::sync::Ordering;
@@ -252,7 +252,10 @@ impl<K: Key> Keyed<K> {
         Q: ?Sized + LockKey<Owned = K>,
         K: Borrow<Q>,
     {
-        self.map.lock(key).try_read()
+        self.map
+            .lock(key)
+            .try_acquire(Access::Read, Location::caller())
+            .map(ReadGuard::from_held)
     }
 
     /// Takes exclusive access to `key` if it is free now; never waits.
@@ -266,7 +269,10 @@ impl<K: Key> Keyed<K> {
         Q: ?Sized + LockKey<Owned = K>,
         K: Borrow<Q>,
     {
-        self.map.lock(key).try_write()
+        self.map
+            .lock(key)
+            .try_acquire(Access::Write, Location::caller())
+            .map(WriteGuard::from_held)
     }
 
     /// Blocks the current thread until shared access to `key` is held.
@@ -279,7 +285,11 @@ impl<K: Key> Keyed<K> {
         Q: ?Sized + LockKey<Owned = K>,
         K: Borrow<Q>,
     {
-        self.map.lock(key).read_blocking()
+        ReadGuard::from_held(
+            self.map
+                .lock(key)
+                .acquire_blocking(Access::Read, Location::caller()),
+        )
     }
 
     /// Blocks the current thread until exclusive access to `key` is held.
@@ -292,7 +302,11 @@ impl<K: Key> Keyed<K> {
         Q: ?Sized + LockKey<Owned = K>,
         K: Borrow<Q>,
     {
-        self.map.lock(key).write_blocking()
+        WriteGuard::from_held(
+            self.map
+                .lock(key)
+                .acquire_blocking(Access::Write, Location::caller()),
+        )
     }
 
     /// Whether `key` is held right now, in either mode. Does not create an

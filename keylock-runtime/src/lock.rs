@@ -272,8 +272,23 @@ impl Lock {
         }
     }
 
+    /// Blocks until the lock is held, consuming this handle into the hold.
+    #[inline]
+    pub(crate) fn acquire_blocking(
+        self,
+        access: Access,
+        location: &'static Location<'static>,
+    ) -> Held {
+        let contention = match self.wait_blocking(access, None, location) {
+            Ok(contention) => contention,
+            Err(_) => unreachable!("an acquisition without deadline cannot time out"),
+        };
+        self.acquired(access, contention, location)
+    }
+
     /// Blocks for the lock; listed as a waiter in the live view, if kept,
     /// while it waits.
+    #[inline]
     fn wait_blocking(
         &self,
         access: Access,
@@ -283,6 +298,16 @@ impl Lock {
         if self.site.raw().try_acquire(access) {
             return Ok(Contention::Uncontended);
         }
+        self.wait_queued(access, deadline, location)
+    }
+
+    #[inline(never)]
+    fn wait_queued(
+        &self,
+        access: Access,
+        deadline: Option<Instant>,
+        location: &'static Location<'static>,
+    ) -> Result<Contention, TimedOut> {
         let resource = self.site.resource();
         let waiting = resource.start_wait(|| self.site.key_debug(), access, location);
         let result = self.site.raw().acquire_blocking(access, deadline);
@@ -390,6 +415,7 @@ impl Lock {
     }
 
     /// The one place every successful acquisition passes through.
+    #[inline(always)]
     fn acquired(
         self,
         access: Access,
@@ -400,13 +426,7 @@ impl Lock {
         let waited = match contention {
             Contention::Uncontended => None,
             Contention::Contended(waited) => {
-                events::contended(
-                    resource.name(),
-                    || self.site.key_debug(),
-                    access,
-                    waited,
-                    resource.settings().slow_wait,
-                );
+                self.report_wait(access, waited);
                 Some(waited)
             }
         };
@@ -421,6 +441,19 @@ impl Lock {
             access,
             watch,
         }
+    }
+
+    /// Reports an acquisition that had to queue.
+    #[cold]
+    fn report_wait(&self, access: Access, waited: Duration) {
+        let resource = self.site.resource();
+        events::contended(
+            resource.name(),
+            || self.site.key_debug(),
+            access,
+            waited,
+            resource.settings().slow_wait,
+        );
     }
 
     /// Starts timing a hold and lists it in the live view, as configured.
@@ -471,6 +504,11 @@ pub(crate) struct Held {
 }
 
 impl Held {
+    #[cold]
+    fn record_panic(&self) {
+        self.lock.site.resource().record(Event::PanickedWhileHeld);
+    }
+
     /// Ends the hold's timing and live view entry.
     #[cold]
     fn unwatch(&self, watch: &HoldWatch) {
@@ -495,13 +533,14 @@ impl Held {
 }
 
 impl Drop for Held {
+    #[inline]
     fn drop(&mut self) {
         self.lock.site.raw().release(self.access);
         if let Some(watch) = self.watch.take() {
             self.unwatch(&watch);
         }
         if std::thread::panicking() {
-            self.lock.site.resource().record(Event::PanickedWhileHeld);
+            self.record_panic();
         }
     }
 }
@@ -553,6 +592,18 @@ impl<G> fmt::Debug for Acquire<G> {
 }
 
 impl<G> Acquire<G> {
+    /// Counts this acquisition as queued.
+    #[cold]
+    fn start_waiting(&mut self) {
+        if let Some(lock) = self.lock.as_ref() {
+            self.waiting = Some(lock.site.resource().start_wait(
+                || lock.site.key_debug(),
+                self.access,
+                self.location,
+            ));
+        }
+    }
+
     /// Stops counting this acquisition as queued.
     fn stop_waiting(&mut self) {
         if let (Some(waiting), Some(lock)) = (self.waiting.take(), self.lock.as_ref()) {
@@ -564,6 +615,7 @@ impl<G> Acquire<G> {
 impl<G: FromHeld> Future for Acquire<G> {
     type Output = G;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<G> {
         let this = self.get_mut();
         let Some(lock) = this.lock.as_ref() else {
@@ -576,11 +628,7 @@ impl<G: FromHeld> Future for Acquire<G> {
         {
             Poll::Pending => {
                 if this.waiting.is_none() {
-                    this.waiting = Some(lock.site.resource().start_wait(
-                        || lock.site.key_debug(),
-                        this.access,
-                        this.location,
-                    ));
+                    this.start_waiting();
                 }
                 Poll::Pending
             }

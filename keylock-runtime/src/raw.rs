@@ -316,6 +316,7 @@ impl RawRwLock {
     }
 
     /// Takes the lock if a newcomer may; never waits.
+    #[inline]
     pub(crate) fn try_acquire(&self, access: Access) -> bool {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
@@ -335,7 +336,28 @@ impl RawRwLock {
     }
 
     /// Releases one hold of `access`, handing the lock on when others wait.
+    #[inline]
     pub(crate) fn release(&self, access: Access) {
+        // The common case: nobody queued, one compare-and-swap.
+        let state = self.state.load(Ordering::Relaxed);
+        if state & PARKED == 0
+            && self
+                .state
+                .compare_exchange_weak(
+                    state,
+                    state - access.bits(),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            return;
+        }
+        self.release_slow(access);
+    }
+
+    #[inline(never)]
+    fn release_slow(&self, access: Access) {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             // With waiters queued, the last holder decides between hand-off
@@ -456,7 +478,22 @@ impl RawRwLock {
 
     /// Polls an asynchronous acquisition. On `Pending`, the task's waker is
     /// registered and will be woken when the lock is granted or free.
+    #[inline]
     pub(crate) fn poll_acquire(
+        &self,
+        access: Access,
+        slot: &mut Slot,
+        cx: &mut Context<'_>,
+    ) -> Poll<Contention> {
+        if *slot == Slot::Start && self.try_acquire(access) {
+            *slot = Slot::Acquired;
+            return Poll::Ready(Contention::Uncontended);
+        }
+        self.poll_acquire_slow(access, slot, cx)
+    }
+
+    #[inline(never)]
+    fn poll_acquire_slow(
         &self,
         access: Access,
         slot: &mut Slot,
@@ -464,10 +501,6 @@ impl RawRwLock {
     ) -> Poll<Contention> {
         match *slot {
             Slot::Start => {
-                if self.try_acquire(access) {
-                    *slot = Slot::Acquired;
-                    return Poll::Ready(Contention::Uncontended);
-                }
                 let mut queue = sync::lock(&self.queue);
                 if self.take_or_park(access) {
                     *slot = Slot::Acquired;
