@@ -32,6 +32,9 @@ const MODES: &[&str] = &[
     "keylock_keyed_blocking",
     "keylock_keyed_attribute_blocking",
     "dashmap_parking_lot",
+    "keylock_named_by_hand",
+    "keylock_keyed_by_hand",
+    "keylock_keyed_by_hand_blocking",
 ];
 
 static ANNOTATED: std::sync::LazyLock<keylock::Registry> =
@@ -54,6 +57,29 @@ fn annotated_named_blocking() {
 
 #[keylock::write_lock("k", key = id, registry = ANNOTATED)]
 fn annotated_keyed_blocking(id: u64) {
+    black_box(id);
+}
+
+// The annotated functions written by hand, their handles kept in statics
+// as the expansion keeps them.
+
+static BY_HAND_NAMED: std::sync::LazyLock<keylock::Lock> =
+    std::sync::LazyLock::new(|| keylock::Registry::new().lock("db"));
+static BY_HAND_KEYED: std::sync::LazyLock<keylock::Keyed<u64>> =
+    std::sync::LazyLock::new(|| keylock::Registry::new().keyed("k"));
+
+async fn by_hand_named() {
+    let _guard = BY_HAND_NAMED.write().await;
+    black_box(());
+}
+
+async fn by_hand_keyed(id: u64) {
+    let _guard = BY_HAND_KEYED.write(&id).await;
+    black_box(id);
+}
+
+fn by_hand_keyed_blocking(id: u64) {
+    let _guard = BY_HAND_KEYED.write_blocking(&id);
     black_box(id);
 }
 
@@ -98,6 +124,9 @@ fn main() {
                     let lock = sync_map.entry(key).or_default().clone();
                     drop(black_box(lock.lock()));
                 }
+                Some(12) => by_hand_named().await,
+                Some(13) => by_hand_keyed(key).await,
+                Some(14) => by_hand_keyed_blocking(key),
                 _ => {}
             }
         }

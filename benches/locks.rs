@@ -82,6 +82,14 @@ async fn by_hand_keyed(id: u64) {
     black_box(id);
 }
 
+static BY_HAND_SYNC_KEYED: LazyLock<keylock::Keyed<u64>> =
+    LazyLock::new(|| Registry::new().keyed("sessions"));
+
+fn by_hand_keyed_sync(id: u64) {
+    let _guard = BY_HAND_SYNC_KEYED.write_blocking(&id);
+    black_box(id);
+}
+
 fn named_write_async(c: &mut Criterion) {
     let runtime = current_thread();
     let mut group = c.benchmark_group("named_write_async");
@@ -273,6 +281,9 @@ fn keyed_u64_sync(c: &mut Criterion) {
     group.bench_function("keylock_attribute", |b| {
         b.iter(|| annotated_keyed_sync(black_box(7)));
     });
+    group.bench_function("keylock_by_hand_cached", |b| {
+        b.iter(|| by_hand_keyed_sync(black_box(7)));
+    });
     group.finish();
 }
 
@@ -315,6 +326,18 @@ fn contended_two_threads(c: &mut Criterion) {
             let tokio_mutex = tokio_mutex.clone();
             on_threads(2, iters, move |_| {
                 drop(black_box(tokio_mutex.blocking_lock()))
+            })
+        });
+    });
+    // What users write by hand for keyed locks, under the same contention.
+    let map: Arc<DashMap<u64, Arc<parking_lot::Mutex<()>>>> = Arc::default();
+    group.bench_function("dashmap_parking_lot", |b| {
+        let map = map.clone();
+        b.iter_custom(|iters| {
+            let map = map.clone();
+            on_threads(2, iters, move |_| {
+                let lock = map.entry(7).or_default().clone();
+                drop(black_box(lock.lock()));
             })
         });
     });
@@ -365,6 +388,18 @@ fn contended_tasks(c: &mut Criterion) {
                     task.await.expect("task");
                 }
                 started.elapsed()
+            })
+        });
+    });
+    // What users write by hand for keyed locks, under the same contention.
+    let map: Arc<DashMap<u64, Arc<parking_lot::Mutex<()>>>> = Arc::default();
+    group.bench_function("dashmap_parking_lot", |b| {
+        let map = map.clone();
+        b.iter_custom(|iters| {
+            let map = map.clone();
+            on_threads(2, iters, move |_| {
+                let lock = map.entry(7).or_default().clone();
+                drop(black_box(lock.lock()));
             })
         });
     });
