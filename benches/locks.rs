@@ -391,18 +391,6 @@ fn contended_tasks(c: &mut Criterion) {
             })
         });
     });
-    // What users write by hand for keyed locks, under the same contention.
-    let map: Arc<DashMap<u64, Arc<parking_lot::Mutex<()>>>> = Arc::default();
-    group.bench_function("dashmap_parking_lot", |b| {
-        let map = map.clone();
-        b.iter_custom(|iters| {
-            let map = map.clone();
-            on_threads(2, iters, move |_| {
-                let lock = map.entry(7).or_default().clone();
-                drop(black_box(lock.lock()));
-            })
-        });
-    });
     let keys = Registry::new().keyed::<u64>("k");
     group.bench_function("keylock", |b| {
         b.iter_custom(|iters| {
