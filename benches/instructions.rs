@@ -16,6 +16,9 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
+#[path = "common/by_hand.rs"]
+mod by_hand;
+
 const OPERATIONS: u64 = 200_000;
 
 /// Every mode, in the order BENCHMARKS.md lists them.
@@ -60,29 +63,6 @@ fn annotated_keyed_blocking(id: u64) {
     black_box(id);
 }
 
-// The annotated functions written by hand, their handles kept in statics
-// as the expansion keeps them.
-
-static BY_HAND_NAMED: std::sync::LazyLock<keylock::Lock> =
-    std::sync::LazyLock::new(|| keylock::Registry::new().lock("db"));
-static BY_HAND_KEYED: std::sync::LazyLock<keylock::Keyed<u64>> =
-    std::sync::LazyLock::new(|| keylock::Registry::new().keyed("k"));
-
-async fn by_hand_named() {
-    let _guard = BY_HAND_NAMED.write().await;
-    black_box(());
-}
-
-async fn by_hand_keyed(id: u64) {
-    let _guard = BY_HAND_KEYED.write(&id).await;
-    black_box(id);
-}
-
-fn by_hand_keyed_blocking(id: u64) {
-    let _guard = BY_HAND_KEYED.write_blocking(&id);
-    black_box(id);
-}
-
 fn main() {
     let mode = std::env::args()
         .skip(1)
@@ -124,9 +104,9 @@ fn main() {
                     let lock = sync_map.entry(key).or_default().clone();
                     drop(black_box(lock.lock()));
                 }
-                Some(12) => by_hand_named().await,
-                Some(13) => by_hand_keyed(key).await,
-                Some(14) => by_hand_keyed_blocking(key),
+                Some(12) => by_hand::named().await,
+                Some(13) => by_hand::keyed(key).await,
+                Some(14) => by_hand::keyed_sync(key),
                 _ => {}
             }
         }

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use dashmap::DashMap;
+
+#[path = "common/by_hand.rs"]
+mod by_hand;
 use keylock::{write_lock, Registry};
 use tokio::runtime::Runtime;
 
@@ -65,31 +68,6 @@ fn deduplicated(id: u64) {
     black_box(id);
 }
 
-// The same functions written by hand against the public API, with the
-// handle cached the way the expansion caches it.
-
-static BY_HAND_NAMED: LazyLock<keylock::Lock> = LazyLock::new(|| Registry::new().lock("db"));
-static BY_HAND_KEYED: LazyLock<keylock::Keyed<u64>> =
-    LazyLock::new(|| Registry::new().keyed("sessions"));
-
-async fn by_hand_named() {
-    let _guard = BY_HAND_NAMED.write().await;
-    black_box(());
-}
-
-async fn by_hand_keyed(id: u64) {
-    let _guard = BY_HAND_KEYED.write(&id).await;
-    black_box(id);
-}
-
-static BY_HAND_SYNC_KEYED: LazyLock<keylock::Keyed<u64>> =
-    LazyLock::new(|| Registry::new().keyed("sessions"));
-
-fn by_hand_keyed_sync(id: u64) {
-    let _guard = BY_HAND_SYNC_KEYED.write_blocking(&id);
-    black_box(id);
-}
-
 fn named_write_async(c: &mut Criterion) {
     let runtime = current_thread();
     let mut group = c.benchmark_group("named_write_async");
@@ -131,7 +109,7 @@ fn named_write_async(c: &mut Criterion) {
         b.iter_custom(async_loop(&runtime, annotated_named));
     });
     group.bench_function("keylock_by_hand_cached", |b| {
-        b.iter_custom(async_loop(&runtime, by_hand_named));
+        b.iter_custom(async_loop(&runtime, by_hand::named));
     });
     group.finish();
 }
@@ -213,7 +191,7 @@ fn keyed_u64_async(c: &mut Criterion) {
         b.iter_custom(async_loop(&runtime, || annotated_keyed(black_box(7))));
     });
     group.bench_function("keylock_by_hand_cached", |b| {
-        b.iter_custom(async_loop(&runtime, || by_hand_keyed(black_box(7))));
+        b.iter_custom(async_loop(&runtime, || by_hand::keyed(black_box(7))));
     });
     group.finish();
 }
@@ -282,7 +260,7 @@ fn keyed_u64_sync(c: &mut Criterion) {
         b.iter(|| annotated_keyed_sync(black_box(7)));
     });
     group.bench_function("keylock_by_hand_cached", |b| {
-        b.iter(|| by_hand_keyed_sync(black_box(7)));
+        b.iter(|| by_hand::keyed_sync(black_box(7)));
     });
     group.finish();
 }

@@ -113,54 +113,51 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    #[test]
-    fn more_threads_than_stripes_lose_no_count() {
-        let counters: Arc<Vec<AtomicU64>> =
-            Arc::new((0..STRIPES).map(|_| AtomicU64::new(0)).collect());
-        let start = Arc::new(std::sync::Barrier::new(3 * OWNED));
-        let threads: Vec<_> = (0..3 * OWNED)
+    /// Counts `each` times on each of `threads` threads started together;
+    /// returns the sum over all stripes once they have exited.
+    fn count_on_threads(counters: &Arc<Vec<AtomicU64>>, threads: usize, each: u64) -> u64 {
+        let start = Arc::new(std::sync::Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let counters = counters.clone();
                 let start = start.clone();
                 std::thread::spawn(move || {
                     start.wait();
-                    for _ in 0..20_000 {
+                    for _ in 0..each {
                         let slot = Slot::current();
                         slot.increment(&counters[slot.index()]);
                     }
                 })
             })
             .collect();
-        for thread in threads {
-            thread.join().unwrap();
+        for handle in handles {
+            handle.join().unwrap();
         }
-        let total: u64 = counters.iter().map(|c| c.load(Ordering::Relaxed)).sum();
-        assert_eq!(total, 3 * OWNED as u64 * 20_000);
+        counters.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    fn stripes() -> Arc<Vec<AtomicU64>> {
+        Arc::new((0..STRIPES).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    #[test]
+    fn more_threads_than_stripes_lose_no_count() {
+        let counters = stripes();
+        assert_eq!(
+            count_on_threads(&counters, 3 * OWNED, 20_000),
+            3 * OWNED as u64 * 20_000
+        );
     }
 
     #[test]
     fn exiting_threads_hand_their_stripe_on_with_its_counts() {
-        let counters: Arc<Vec<AtomicU64>> =
-            Arc::new((0..STRIPES).map(|_| AtomicU64::new(0)).collect());
+        let counters = stripes();
         // Generations of short-lived threads reuse the stripes of the ones
         // before; each must continue from the count its predecessor left.
+        let mut total = 0;
         for _ in 0..50 {
-            let threads: Vec<_> = (0..4)
-                .map(|_| {
-                    let counters = counters.clone();
-                    std::thread::spawn(move || {
-                        for _ in 0..1_000 {
-                            let slot = Slot::current();
-                            slot.increment(&counters[slot.index()]);
-                        }
-                    })
-                })
-                .collect();
-            for thread in threads {
-                thread.join().unwrap();
-            }
+            total = count_on_threads(&counters, 4, 1_000);
         }
-        let total: u64 = counters.iter().map(|c| c.load(Ordering::Relaxed)).sum();
         assert_eq!(total, 50 * 4 * 1_000);
     }
 }
