@@ -168,10 +168,7 @@ macro_rules! acquire_methods {
         #[track_caller]
         pub fn $blocking(&self) -> $guard {
             let location = Location::caller();
-            let contention = match self.wait_blocking($access, None, location) {
-                Ok(contention) => contention,
-                Err(_) => unreachable!("an acquisition without deadline cannot time out"),
-            };
+            let contention = self.wait_untimed($access, location);
             // Cloned once held: waiting threads then never touch the
             // handle's reference count, which the holder updates.
             $guard::from_held(self.clone().acquired($access, contention, location))
@@ -279,11 +276,17 @@ impl Lock {
         access: Access,
         location: &'static Location<'static>,
     ) -> Held {
-        let contention = match self.wait_blocking(access, None, location) {
+        let contention = self.wait_untimed(access, location);
+        self.acquired(access, contention, location)
+    }
+
+    /// Blocks for the lock without a deadline.
+    #[inline]
+    fn wait_untimed(&self, access: Access, location: &'static Location<'static>) -> Contention {
+        match self.wait_blocking(access, None, location) {
             Ok(contention) => contention,
             Err(_) => unreachable!("an acquisition without deadline cannot time out"),
-        };
-        self.acquired(access, contention, location)
+        }
     }
 
     /// Blocks for the lock; listed as a waiter in the live view, if kept,

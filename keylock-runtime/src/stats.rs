@@ -46,6 +46,17 @@ struct Stripe {
     errors: AtomicU64,
 }
 
+impl Stripe {
+    /// The acquisition counter of `access`.
+    #[inline]
+    fn acquisitions(&self, access: Access) -> &AtomicU64 {
+        match access {
+            Access::Read => &self.reads,
+            Access::Write => &self.writes,
+        }
+    }
+}
+
 /// Bucket `i` holds waits below `2^i` microseconds; the last one the rest.
 const BUCKETS: usize = 28;
 
@@ -186,10 +197,7 @@ impl Counters {
         {
             let slot = Slot::current();
             let stripe = &self.stripes[slot.index()];
-            slot.increment(match access {
-                Access::Read => &stripe.reads,
-                Access::Write => &stripe.writes,
-            });
+            slot.increment(stripe.acquisitions(access));
         } else {
             self.record_other(event);
         }
@@ -209,10 +217,7 @@ impl Counters {
                     slot.increment(&stripe.contended);
                     self.wait.record(waited);
                 }
-                match access {
-                    Access::Read => &stripe.reads,
-                    Access::Write => &stripe.writes,
-                }
+                stripe.acquisitions(access)
             }
             Event::TimedOut => &stripe.timeouts,
             Event::Busy => &stripe.busy,
