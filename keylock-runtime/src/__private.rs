@@ -9,12 +9,12 @@ use std::panic::Location;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::access::Access;
 use crate::dedup::{Dedup, DedupOptions};
 use crate::error::Error;
 use crate::key::{Key, LockKey};
 use crate::keyed::Keyed;
 use crate::lock::{Acquire, FromHeld, Lock, ReadGuard, WriteGuard};
-use crate::raw::Access;
 use crate::registry::Registry;
 
 pub use crate::key::{KeyProbe, KeyProbeRef, KeyProbeValue};

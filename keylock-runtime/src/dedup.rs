@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::key::{Key, LockKey};
-use crate::stats::DedupStats;
+use crate::observe::DedupStats;
 
 /// How long a committed key is remembered unless configured otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10 * 60);
@@ -184,8 +184,8 @@ impl<K: Key> Scope<K> {
 
     fn duplicate<Q: ?Sized + fmt::Debug>(&self, key: &Q, in_flight: bool) -> Error {
         self.duplicates.fetch_add(1, Ordering::Relaxed);
-        crate::events::duplicate(&self.name, in_flight);
-        crate::metrics_out::duplicate(&self.name);
+        crate::observe::tracing_out::duplicate(&self.name, in_flight);
+        crate::observe::metrics_out::duplicate(&self.name);
         Rejection {
             scope: Arc::clone(&self.name),
             key,
@@ -332,8 +332,8 @@ impl<K: Key> Dedup<K> {
             Attempt::InFlight => true,
         };
         self.scope.duplicates.fetch_add(1, Ordering::Relaxed);
-        crate::events::duplicate(&self.scope.name, in_flight);
-        crate::metrics_out::duplicate(&self.scope.name);
+        crate::observe::tracing_out::duplicate(&self.scope.name, in_flight);
+        crate::observe::metrics_out::duplicate(&self.scope.name);
         Err(Rejection {
             scope: Arc::clone(&self.scope.name),
             key,
@@ -467,12 +467,12 @@ impl<Q: ?Sized + fmt::Debug> Rejection<'_, Q> {
 }
 
 /// A dedup scope of any key type, as the registry keeps it.
-pub(crate) trait AnyDedup: Send + Sync {
+pub(crate) trait ErasedDedup: Send + Sync {
     fn as_any(&self) -> &dyn std::any::Any;
     fn stats(&self) -> DedupStats;
 }
 
-impl<K: Key> AnyDedup for Dedup<K> {
+impl<K: Key> ErasedDedup for Dedup<K> {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::raw::Access;
+use crate::access::Access;
 
 /// Why a lock was not acquired.
 ///

@@ -76,37 +76,44 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// The vocabulary and shims every layer may use.
+mod access;
 mod clock;
-mod dedup;
 mod error;
-mod events;
 mod key;
+mod sync;
+
+// Observability: a leaf that the layers below report into.
+mod observe;
+
+// The layers, lowest first; a module imports only from those above it in
+// this list (the public handles `Resource` and `Keyed` name each other).
+mod dedup;
+mod entry;
+mod key_map;
 mod keyed;
-mod live;
 mod lock;
-mod metrics_out;
 mod raw;
 mod registry;
 mod resource;
-mod stats;
-mod stripe;
-mod sync;
 mod timer;
 
 #[doc(hidden)]
 pub mod __private;
 
+pub use access::Access;
 pub use clock::ManualClock;
 pub use dedup::{Claim, Dedup, DedupOptions, DEFAULT_CAPACITY, DEFAULT_TTL};
 pub use error::Error;
 pub use key::{Key, LockKey};
 pub use keyed::Keyed;
-pub use live::{Operation, OperationKind, Participant, Role, RECENT_OPERATIONS};
 pub use lock::{Acquire, Lock, ReadGuard, WriteGuard};
-pub use raw::Access;
+pub use observe::{
+    DedupStats, Distribution, Operation, OperationKind, Participant, ResourceStats, Role, Stats,
+    RECENT_OPERATIONS,
+};
 pub use registry::{Registry, RegistryBuilder, DEFAULT_FAIRNESS_BOUND, DEFAULT_SLOW_WAIT};
 pub use resource::Resource;
-pub use stats::{DedupStats, Distribution, ResourceStats, Stats};
 
 #[cfg(all(test, loom))]
 mod loom_models;

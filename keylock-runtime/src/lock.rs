@@ -10,62 +10,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::access::Access;
+use crate::entry::{EntryKey, LockEntry, QueuedWait};
 use crate::error::Error;
-use crate::events;
-use crate::key::Key;
-use crate::live::{OperationKind, Role};
-use crate::raw::{Access, Contention, RawRwLock, Slot, TimedOut};
-use crate::resource::{ResourceInfo, Waiting};
-use crate::stats::Event;
+use crate::observe::{tracing_out, LockEvent, OperationKind, Role};
+use crate::raw::{Contention, Slot, TimedOut};
 use crate::timer;
-
-/// What a [`Lock`] points at: the lock itself, the resource it belongs to,
-/// and its key. A keyed entry stores its key inline (`LockSite<K>`); a
-/// [`Lock`] sees any site as `LockSite<dyn SiteKey>`, so reaching the lock
-/// and the resource is a field access, and only describing the key (on slow
-/// paths: reports and errors) is a dynamic call.
-pub(crate) struct LockSite<K: ?Sized> {
-    pub(crate) raw: RawRwLock,
-    pub(crate) resource: Arc<ResourceInfo>,
-    pub(crate) key: K,
-}
-
-impl<K: ?Sized + SiteKey> LockSite<K> {
-    #[inline]
-    pub(crate) fn raw(&self) -> &RawRwLock {
-        &self.raw
-    }
-
-    #[inline]
-    pub(crate) fn resource(&self) -> &ResourceInfo {
-        &self.resource
-    }
-
-    pub(crate) fn key_debug(&self) -> Option<String> {
-        self.key.describe()
-    }
-}
-
-/// The key of a lock site, seen without its type.
-pub(crate) trait SiteKey: Send + Sync + 'static {
-    /// The key in its `Debug` form; `None` for a resource's own lock.
-    fn describe(&self) -> Option<String>;
-}
-
-impl<K: Key> SiteKey for K {
-    fn describe(&self) -> Option<String> {
-        Some(format!("{self:?}"))
-    }
-}
-
-/// The "key" of a resource's own lock, which has none.
-pub(crate) struct Unkeyed;
-
-impl SiteKey for Unkeyed {
-    fn describe(&self) -> Option<String> {
-        None
-    }
-}
 
 /// A handle to one lock: a named resource's own lock, or the lock of one key
 /// of a keyed resource.
@@ -79,13 +29,13 @@ impl SiteKey for Unkeyed {
 /// [`Resource::lock`](crate::Resource::lock) or
 /// [`Keyed::key`](crate::Keyed::key).
 pub struct Lock {
-    site: Arc<LockSite<dyn SiteKey>>,
+    entry: Arc<LockEntry<dyn EntryKey>>,
 }
 
 impl Clone for Lock {
     fn clone(&self) -> Self {
         Lock {
-            site: Arc::clone(&self.site),
+            entry: Arc::clone(&self.entry),
         }
     }
 }
@@ -94,8 +44,8 @@ impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lock")
             .field("resource", &self.resource())
-            .field("key", &self.site.key_debug())
-            .field("state", self.site.raw())
+            .field("key", &self.entry.key_debug())
+            .field("state", self.entry.raw())
             .finish()
     }
 }
@@ -194,18 +144,18 @@ macro_rules! acquire_methods {
 }
 
 impl Lock {
-    pub(crate) fn from_site(site: Arc<LockSite<dyn SiteKey>>) -> Self {
-        Lock { site }
+    pub(crate) fn from_entry(entry: Arc<LockEntry<dyn EntryKey>>) -> Self {
+        Lock { entry }
     }
 
     /// The name of the resource this lock belongs to.
     pub fn resource(&self) -> &str {
-        self.site.resource().name()
+        self.entry.resource().name()
     }
 
     /// The key, in its `Debug` form, for a keyed lock.
     pub fn key(&self) -> Option<String> {
-        self.site.key_debug()
+        self.entry.key_debug()
     }
 
     acquire_methods!(
@@ -231,27 +181,27 @@ impl Lock {
 
     /// Whether anyone holds the lock right now, in either mode.
     pub fn is_locked(&self) -> bool {
-        self.site.raw().is_locked()
+        self.entry.raw().is_locked()
     }
 
     /// Whether a writer holds the lock right now.
     pub fn is_write_locked(&self) -> bool {
-        self.site.raw().is_write_locked()
+        self.entry.raw().is_write_locked()
     }
 
     /// How many readers hold the lock right now.
     pub fn readers(&self) -> usize {
-        self.site.raw().readers()
+        self.entry.raw().readers()
     }
 
     /// How many callers are queued for the lock right now.
     pub fn waiters(&self) -> usize {
-        self.site.raw().waiters()
+        self.entry.raw().waiters()
     }
 
     /// Counts a body that returned an error while holding this lock.
     pub(crate) fn record_failed_body(&self) {
-        self.site.resource().record(Event::FailedWhileHeld);
+        self.entry.resource().record(LockEvent::FailedWhileHeld);
     }
 
     pub(crate) fn acquire<G>(
@@ -298,7 +248,7 @@ impl Lock {
         deadline: Option<Instant>,
         location: &'static Location<'static>,
     ) -> Result<Contention, TimedOut> {
-        if self.site.raw().try_acquire(access) {
+        if self.entry.raw().try_acquire(access) {
             return Ok(Contention::Uncontended);
         }
         self.wait_queued(access, deadline, location)
@@ -311,9 +261,9 @@ impl Lock {
         deadline: Option<Instant>,
         location: &'static Location<'static>,
     ) -> Result<Contention, TimedOut> {
-        let resource = self.site.resource();
-        let waiting = resource.start_wait(|| self.site.key_debug(), access, location);
-        let result = self.site.raw().acquire_blocking(access, deadline);
+        let resource = self.entry.resource();
+        let waiting = resource.start_wait(|| self.entry.key_debug(), access, location);
+        let result = self.entry.raw().acquire_blocking(access, deadline);
         resource.end_wait(waiting);
         result
     }
@@ -323,22 +273,22 @@ impl Lock {
         access: Access,
         location: &'static Location<'static>,
     ) -> Result<Held, Error> {
-        if self.site.raw().try_acquire(access) {
+        if self.entry.raw().try_acquire(access) {
             Ok(self.acquired(access, Contention::Uncontended, location))
         } else {
-            self.site.resource().record(Event::Busy);
-            if let Some(live) = self.site.resource().live() {
+            self.entry.resource().record(LockEvent::Busy);
+            if let Some(live) = self.entry.resource().live() {
                 live.log(
                     OperationKind::Busy,
-                    self.site.key_debug(),
+                    self.entry.key_debug(),
                     access,
                     location,
                     None,
                 );
             }
             Err(Error::Busy {
-                resource: self.site.resource().name().to_owned(),
-                key: self.site.key_debug(),
+                resource: self.entry.resource().name().to_owned(),
+                key: self.entry.key_debug(),
                 access,
             })
         }
@@ -350,19 +300,19 @@ impl Lock {
         timeout: Duration,
         location: &'static Location<'static>,
     ) -> Result<Held, Error> {
-        if self.site.raw().try_acquire(access) {
+        if self.entry.raw().try_acquire(access) {
             return Ok(self.acquired(access, Contention::Uncontended, location));
         }
         let started = Instant::now();
-        let resource = self.site.resource().name().to_owned();
-        let key = self.site.key_debug();
-        let site = Arc::clone(&self.site);
+        let resource = self.entry.resource().name().to_owned();
+        let key = self.entry.key_debug();
+        let entry = Arc::clone(&self.entry);
         match timer::timeout(timeout, self.acquire::<Held>(access, location)).await {
             Some(held) => Ok(held),
             None => {
-                site.resource().record(Event::TimedOut);
+                entry.resource().record(LockEvent::TimedOut);
                 let waited = started.elapsed();
-                if let Some(live) = site.resource().live() {
+                if let Some(live) = entry.resource().live() {
                     live.log(
                         OperationKind::TimedOut,
                         key.clone(),
@@ -377,7 +327,7 @@ impl Lock {
                     access,
                     waited,
                 };
-                events::timed_out(&error);
+                tracing_out::timed_out(&error);
                 Err(error)
             }
         }
@@ -394,24 +344,24 @@ impl Lock {
         match self.wait_blocking(access, deadline, location) {
             Ok(contention) => Ok(self.acquired(access, contention, location)),
             Err(_) => {
-                self.site.resource().record(Event::TimedOut);
+                self.entry.resource().record(LockEvent::TimedOut);
                 let waited = started.elapsed();
-                if let Some(live) = self.site.resource().live() {
+                if let Some(live) = self.entry.resource().live() {
                     live.log(
                         OperationKind::TimedOut,
-                        self.site.key_debug(),
+                        self.entry.key_debug(),
                         access,
                         location,
                         Some(waited),
                     );
                 }
                 let error = Error::Timeout {
-                    resource: self.site.resource().name().to_owned(),
-                    key: self.site.key_debug(),
+                    resource: self.entry.resource().name().to_owned(),
+                    key: self.entry.key_debug(),
                     access,
                     waited,
                 };
-                events::timed_out(&error);
+                tracing_out::timed_out(&error);
                 Err(error)
             }
         }
@@ -425,7 +375,7 @@ impl Lock {
         contention: Contention,
         location: &'static Location<'static>,
     ) -> Held {
-        let resource = self.site.resource();
+        let resource = self.entry.resource();
         let waited = match contention {
             Contention::Uncontended => None,
             Contention::Contended(waited) => {
@@ -433,7 +383,7 @@ impl Lock {
                 Some(waited)
             }
         };
-        resource.record(Event::Acquired { access, waited });
+        resource.record(LockEvent::Acquired { access, waited });
         let watch = if resource.settings().watches_holds() {
             Some(Box::new(self.watch_hold(access, location, waited)))
         } else {
@@ -449,10 +399,10 @@ impl Lock {
     /// Reports an acquisition that had to queue.
     #[cold]
     fn report_wait(&self, access: Access, waited: Duration) {
-        let resource = self.site.resource();
-        events::contended(
+        let resource = self.entry.resource();
+        tracing_out::contended(
             resource.name(),
-            || self.site.key_debug(),
+            || self.entry.key_debug(),
             access,
             waited,
             resource.settings().slow_wait,
@@ -467,17 +417,17 @@ impl Lock {
         location: &'static Location<'static>,
         waited: Option<Duration>,
     ) -> HoldWatch {
-        let resource = self.site.resource();
+        let resource = self.entry.resource();
         let since = resource.settings().long_hold.map(|_| Instant::now());
         let live = resource.live().map(|live| {
             live.log(
                 OperationKind::Acquired,
-                self.site.key_debug(),
+                self.entry.key_debug(),
                 access,
                 location,
                 waited,
             );
-            live.enter(Role::Holding, self.site.key_debug(), access, location)
+            live.enter(Role::Holding, self.entry.key_debug(), access, location)
         });
         HoldWatch {
             since,
@@ -509,23 +459,26 @@ pub(crate) struct Held {
 impl Held {
     #[cold]
     fn record_panic(&self) {
-        self.lock.site.resource().record(Event::PanickedWhileHeld);
+        self.lock
+            .entry
+            .resource()
+            .record(LockEvent::PanickedWhileHeld);
     }
 
     /// Ends the hold's timing and live view entry.
     #[cold]
     fn unwatch(&self, watch: &HoldWatch) {
-        let resource = self.lock.site.resource();
+        let resource = self.lock.entry.resource();
         if let (Some(id), Some(live)) = (watch.live, resource.live()) {
             live.leave(id);
         }
         if let (Some(since), Some(threshold)) = (watch.since, resource.settings().long_hold) {
             let held = since.elapsed();
-            resource.record(Event::Held(held));
+            resource.record(LockEvent::Held(held));
             if held >= threshold {
-                events::long_hold(
+                tracing_out::long_hold(
                     resource.name(),
-                    self.lock.site.key_debug(),
+                    self.lock.entry.key_debug(),
                     self.access,
                     held,
                     watch.location,
@@ -538,7 +491,7 @@ impl Held {
 impl Drop for Held {
     #[inline]
     fn drop(&mut self) {
-        self.lock.site.raw().release(self.access);
+        self.lock.entry.raw().release(self.access);
         if let Some(watch) = self.watch.take() {
             self.unwatch(&watch);
         }
@@ -580,7 +533,7 @@ pub struct Acquire<G> {
     slot: Slot,
     location: &'static Location<'static>,
     /// Counted as queued (and listed in the live view) while it waits.
-    waiting: Option<Waiting>,
+    waiting: Option<QueuedWait>,
     _guard: PhantomData<fn() -> G>,
 }
 
@@ -599,8 +552,8 @@ impl<G> Acquire<G> {
     #[cold]
     fn start_waiting(&mut self) {
         if let Some(lock) = self.lock.as_ref() {
-            self.waiting = Some(lock.site.resource().start_wait(
-                || lock.site.key_debug(),
+            self.waiting = Some(lock.entry.resource().start_wait(
+                || lock.entry.key_debug(),
                 self.access,
                 self.location,
             ));
@@ -610,7 +563,7 @@ impl<G> Acquire<G> {
     /// Stops counting this acquisition as queued.
     fn stop_waiting(&mut self) {
         if let (Some(waiting), Some(lock)) = (self.waiting.take(), self.lock.as_ref()) {
-            lock.site.resource().end_wait(waiting);
+            lock.entry.resource().end_wait(waiting);
         }
     }
 }
@@ -625,7 +578,7 @@ impl<G: FromHeld> Future for Acquire<G> {
             panic!("`Acquire` polled after completion");
         };
         match lock
-            .site
+            .entry
             .raw()
             .poll_acquire(this.access, &mut this.slot, cx)
         {
@@ -654,7 +607,7 @@ impl<G> Drop for Acquire<G> {
     fn drop(&mut self) {
         self.stop_waiting();
         if let Some(lock) = &self.lock {
-            lock.site.raw().cancel(self.access, &mut self.slot);
+            lock.entry.raw().cancel(self.access, &mut self.slot);
         }
     }
 }

@@ -36,6 +36,7 @@ use std::collections::BTreeMap;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::access::Access;
 use crate::sync::{self, AtomicUsize, Mutex, Ordering, Thread};
 
 const WRITER: usize = 1;
@@ -44,36 +45,11 @@ const NOTIFIED: usize = 4;
 const ONE_READER: usize = 8;
 const HOLDERS: usize = !(PARKED | NOTIFIED);
 
-/// Shared (read) or exclusive (write) access.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub enum Access {
-    /// Shared access: any number of readers hold the lock together.
-    Read,
-    /// Exclusive access: one writer and nobody else.
-    Write,
-}
-
-impl Access {
-    const fn bits(self) -> usize {
-        match self {
-            Access::Read => ONE_READER,
-            Access::Write => WRITER,
-        }
-    }
-
-    /// "read" or "write", as used in messages and reports.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Access::Read => "read",
-            Access::Write => "write",
-        }
-    }
-}
-
-impl std::fmt::Display for Access {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+/// The state bits `access` adds while held.
+const fn bits(access: Access) -> usize {
+    match access {
+        Access::Read => ONE_READER,
+        Access::Write => WRITER,
     }
 }
 
@@ -325,7 +301,7 @@ impl RawRwLock {
             }
             match self.state.compare_exchange_weak(
                 state,
-                state + access.bits(),
+                state + bits(access),
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
@@ -345,7 +321,7 @@ impl RawRwLock {
                 .state
                 .compare_exchange_weak(
                     state,
-                    state - access.bits(),
+                    state - bits(access),
                     Ordering::Release,
                     Ordering::Relaxed,
                 )
@@ -373,7 +349,7 @@ impl RawRwLock {
             }
             match self.state.compare_exchange_weak(
                 state,
-                state - access.bits(),
+                state - bits(access),
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
@@ -388,7 +364,7 @@ impl RawRwLock {
     fn dispatch(&self, queue: &mut Queue, releasing: Option<Access>) -> Wakes {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
-            let after = state - releasing.map_or(0, Access::bits);
+            let after = state - releasing.map_or(0, bits);
             let plan = queue.plan(after, self.fairness);
             let parked = if queue.waiters.len() > plan.grants {
                 PARKED
@@ -414,7 +390,7 @@ impl RawRwLock {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             let (next, taken) = if may_take(state, access) {
-                (state + access.bits(), true)
+                (state + bits(access), true)
             } else {
                 (state | PARKED, false)
             };

@@ -3,18 +3,22 @@
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
+// The registry counter is a process-wide static, which loom cannot model;
+// it only numbers registries.
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::clock::{Clock, ManualClock};
-use crate::dedup::{Dedup, DedupOptions};
+use crate::dedup::{Dedup, DedupOptions, ErasedDedup};
+use crate::entry::Settings;
 use crate::key::{Key, LockKey};
 use crate::keyed::Keyed;
 use crate::lock::Lock;
+use crate::observe::{DedupStats, Stats};
 use crate::raw::Fairness;
 use crate::resource::{Resource, ResourceCore};
-use crate::stats::{DedupStats, Stats};
+use crate::sync::{self, Mutex};
 
 /// The default [fairness bound](RegistryBuilder::fairness_bound).
 pub const DEFAULT_FAIRNESS_BOUND: Duration = Duration::from_micros(500);
@@ -51,26 +55,6 @@ pub struct Registry {
     inner: Arc<Inner>,
 }
 
-/// What every resource of a registry is built with.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Settings {
-    pub(crate) fairness: Fairness,
-    pub(crate) statistics: bool,
-    /// Warn about waits at least this long.
-    pub(crate) slow_wait: Duration,
-    /// Time holds, and warn about holds at least this long.
-    pub(crate) long_hold: Option<Duration>,
-    /// Keep the live view of holders and waiters.
-    pub(crate) track_holders: bool,
-}
-
-impl Settings {
-    /// Whether a hold is timed or listed, beyond the counters.
-    pub(crate) fn watches_holds(&self) -> bool {
-        self.long_hold.is_some() || self.track_holders
-    }
-}
-
 /// The default [slow wait warning](RegistryBuilder::slow_wait_warning).
 pub const DEFAULT_SLOW_WAIT: Duration = Duration::from_secs(1);
 
@@ -81,11 +65,11 @@ struct Inner {
     resources: Mutex<HashMap<Arc<str>, Arc<ResourceCore>>>,
     clock: Clock,
     /// Dedup scopes by name and key type.
-    dedup: Mutex<HashMap<(Arc<str>, TypeId), AnyDedup>>,
+    dedup: Mutex<HashMap<DedupId, Box<dyn ErasedDedup>>>,
 }
 
-/// A `Dedup<K>` of some key type.
-type AnyDedup = Box<dyn crate::dedup::AnyDedup>;
+/// A dedup scope is its name and its key type.
+type DedupId = (Arc<str>, TypeId);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -129,11 +113,7 @@ impl Registry {
     /// **Locking behaviour:** takes the registry's table lock briefly; keep
     /// the returned handle (or a [`Keyed`]) for hot paths.
     pub fn resource(&self, name: &str) -> Resource {
-        let mut resources = self
-            .inner
-            .resources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut resources = sync::lock(&self.inner.resources);
         if let Some(core) = resources.get(name) {
             return Resource::from_core(Arc::clone(core));
         }
@@ -171,7 +151,7 @@ impl Registry {
     /// `options` on first use. A scope keeps the options it was created
     /// with; later calls get the existing scope.
     pub fn dedup_with<K: Key>(&self, name: &str, options: DedupOptions) -> Dedup<K> {
-        let mut scopes = self.inner.dedup.lock().unwrap_or_else(|p| p.into_inner());
+        let mut scopes = sync::lock(&self.inner.dedup);
         let id = (Arc::<str>::from(name), TypeId::of::<K>());
         if let Some(dedup) = scopes
             .get(&id)
@@ -186,11 +166,7 @@ impl Registry {
 
     /// All resources created so far, sorted by name.
     pub fn resources(&self) -> Vec<Resource> {
-        let resources = self
-            .inner
-            .resources
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let resources = sync::lock(&self.inner.resources);
         let mut all: Vec<Resource> = resources
             .values()
             .map(|core| Resource::from_core(Arc::clone(core)))
@@ -203,11 +179,7 @@ impl Registry {
     /// A snapshot of every resource's and dedup scope's figures, sorted by
     /// name.
     pub fn stats(&self) -> Stats {
-        let mut dedup: Vec<DedupStats> = self
-            .inner
-            .dedup
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let mut dedup: Vec<DedupStats> = sync::lock(&self.inner.dedup)
             .values()
             .map(|scope| scope.stats())
             .collect();

@@ -1,122 +1,35 @@
-//! Named resources: a resource's own lock, its keyed locks and its counters.
+//! [`Resource`]: one named resource, its own lock and its key maps.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use crate::access::Access;
+use crate::entry::{EntryKey, LockEntry, ResourceInfo, Settings, Unkeyed};
 use crate::key::{Key, LockKey};
-use crate::keyed::{KeyMap, Keyed};
-use crate::live::{LiveTable, Role};
-use crate::lock::{Acquire, Lock, LockSite, ReadGuard, SiteKey, Unkeyed, WriteGuard};
-use crate::raw::{Access, Fairness, RawRwLock};
-use crate::registry::Settings;
-use crate::stats::{Counters, Event, Occupancy, ResourceStats};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// Type-erased view of a [`KeyMap`], for figures that span key types.
-pub(crate) trait AnyKeyMap: Send + Sync {
-    /// Holders, waiters and live keys right now.
-    fn occupancy(&self) -> Occupancy;
-    /// Idle key entries removed so far.
-    fn evictions(&self) -> u64;
-    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
-}
-
-/// What every lock of a resource shares: its name, settings and counters.
-/// Key entries point here, never back at the map that holds them.
-pub(crate) struct ResourceInfo {
-    name: Arc<str>,
-    settings: Settings,
-    counters: Counters,
-    live: Option<LiveTable>,
-    /// Callers queued on any lock of the resource, and the most at once.
-    /// Touched only by acquisitions that have to queue.
-    waiting: AtomicUsize,
-    peak_waiting: AtomicUsize,
-}
-
-/// A queued acquisition, counted until it ends.
-pub(crate) struct Waiting {
-    live: Option<u64>,
-}
-
-impl ResourceInfo {
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub(crate) fn fairness(&self) -> Fairness {
-        self.settings.fairness
-    }
-
-    pub(crate) fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    /// Counts a caller that starts to queue (and lists it in the live view).
-    pub(crate) fn start_wait(
-        &self,
-        key: impl FnOnce() -> Option<String>,
-        access: Access,
-        location: &'static std::panic::Location<'static>,
-    ) -> Waiting {
-        let now = self.waiting.fetch_add(1, Ordering::Relaxed) + 1;
-        self.peak_waiting.fetch_max(now, Ordering::Relaxed);
-        Waiting {
-            live: self
-                .live
-                .as_ref()
-                .map(|live| live.enter(Role::Waiting, key(), access, location)),
-        }
-    }
-
-    /// The queued caller got the lock or gave up.
-    pub(crate) fn end_wait(&self, waiting: Waiting) {
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        if let (Some(id), Some(live)) = (waiting.live, &self.live) {
-            live.leave(id);
-        }
-    }
-
-    /// The live view, when the registry tracks holders.
-    pub(crate) fn live(&self) -> Option<&LiveTable> {
-        self.live.as_ref()
-    }
-
-    /// The statistics hook: every acquisition outcome of this resource, its
-    /// own lock and every key, is recorded here.
-    #[inline]
-    pub(crate) fn record(&self, event: Event) {
-        if self.settings.statistics {
-            self.counters.record(event);
-            crate::metrics_out::event(&self.name, event);
-        }
-    }
-}
+use crate::key_map::{ErasedKeyMap, KeyMap};
+use crate::keyed::Keyed;
+use crate::lock::{Acquire, Lock, ReadGuard, WriteGuard};
+use crate::observe::{Occupancy, ResourceStats};
+use crate::raw::RawRwLock;
+use crate::sync::{self, Mutex};
 
 /// One named resource: its own lock and its key maps.
 pub(crate) struct ResourceCore {
     /// The resource's own lock, which also points at its name, settings
     /// and counters.
-    own: Arc<LockSite<Unkeyed>>,
+    own: Arc<LockEntry<Unkeyed>>,
     /// One map per key type used with this resource, kept for the
     /// resource's lifetime so a key always finds the entry that is live.
-    keyed: Mutex<HashMap<TypeId, Arc<dyn AnyKeyMap>>>,
+    keyed: Mutex<HashMap<TypeId, Arc<dyn ErasedKeyMap>>>,
 }
 
 impl ResourceCore {
     pub(crate) fn new(name: Arc<str>, settings: Settings) -> Self {
-        let info = Arc::new(ResourceInfo {
-            name,
-            settings,
-            counters: Counters::default(),
-            live: settings.track_holders.then(LiveTable::default),
-            waiting: AtomicUsize::new(0),
-            peak_waiting: AtomicUsize::new(0),
-        });
+        let info = Arc::new(ResourceInfo::new(name, settings));
         ResourceCore {
-            own: Arc::new(LockSite {
+            own: Arc::new(LockEntry {
                 raw: RawRwLock::new(settings.fairness),
                 resource: info,
                 key: Unkeyed,
@@ -129,13 +42,8 @@ impl ResourceCore {
         &self.own.resource
     }
 
-    fn maps(&self) -> Vec<Arc<dyn AnyKeyMap>> {
-        self.keyed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+    fn maps(&self) -> Vec<Arc<dyn ErasedKeyMap>> {
+        sync::lock(&self.keyed).values().cloned().collect()
     }
 
     fn evictions(&self) -> u64 {
@@ -194,7 +102,7 @@ impl Resource {
 
     /// A handle to the resource's own (unkeyed) lock.
     pub fn lock(&self) -> Lock {
-        Lock::from_site(Arc::clone(&self.core.own) as Arc<LockSite<dyn SiteKey>>)
+        Lock::from_entry(Arc::clone(&self.core.own) as Arc<LockEntry<dyn EntryKey>>)
     }
 
     /// Waits for shared access to the resource's own lock.
@@ -224,7 +132,7 @@ impl Resource {
     /// Keep the returned handle to skip the resource's type lookup on every
     /// call.
     pub fn keyed<K: Key>(&self) -> Keyed<K> {
-        let mut maps = self.core.keyed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut maps = sync::lock(&self.core.keyed);
         let map = maps
             .entry(TypeId::of::<K>())
             .or_insert_with(|| Arc::new(KeyMap::<K>::new(Arc::clone(self.core.info()))));
@@ -253,13 +161,13 @@ impl Resource {
         let mut stats = self
             .core
             .info()
-            .counters
+            .counters()
             .snapshot(self.name(), self.core.occupancy());
         if let Some(live) = self.core.info().live() {
             stats.live = live.snapshot();
             stats.recent = live.recent();
         }
-        stats.peak_waiters = self.core.info().peak_waiting.load(Ordering::Relaxed);
+        stats.peak_waiters = self.core.info().peak_waiting();
         stats.evictions = self.core.evictions();
         stats
     }

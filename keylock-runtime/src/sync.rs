@@ -1,16 +1,21 @@
 //! Synchronization primitives used by the runtime, routed through one module
 //! so that `--cfg loom` can replace them with loom's model-checked versions.
+//!
+//! Every atomic and mutex of the runtime comes from here, except
+//! process-wide statics (a registry's id counter, the pool of counter
+//! stripes), which loom cannot model and which say so where they are
+//! declared. Lock a mutex with [`lock`], never with `.lock().unwrap()`.
 
 #[cfg(not(loom))]
 mod imp {
-    pub(crate) use std::sync::atomic::{AtomicUsize, Ordering};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     pub(crate) use std::sync::{Mutex, MutexGuard};
     pub(crate) use std::thread::{current as current_thread, park, park_timeout, Thread};
 }
 
 #[cfg(loom)]
 mod imp {
-    pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     pub(crate) use loom::sync::{Mutex, MutexGuard};
     pub(crate) use loom::thread::{current as current_thread, park, Thread};
 

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use crate::access::Access;
 use crate::error::Error;
-use crate::raw::Access;
 
 /// An acquisition had to queue; a warning when it waited `slow` or longer.
 #[cfg(feature = "tracing")]

@@ -6,11 +6,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::Location;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+
 use std::time::{Duration, Instant};
 
-use crate::raw::Access;
+use crate::access::Access;
+use crate::sync::{self, AtomicU64, Mutex, Ordering};
 
 /// Whether a participant holds a lock or waits for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -139,20 +139,13 @@ impl LiveTable {
             task,
             since: Instant::now(),
         };
-        self.records
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, record);
+        sync::lock(&self.records).insert(id, record);
         id
     }
 
     /// Removes a participant; a holder's leaving is logged as a release.
     pub(crate) fn leave(&self, id: u64) {
-        let record = self
-            .records
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        let record = sync::lock(&self.records).remove(&id);
         if let Some(record) = record.filter(|record| record.role == Role::Holding) {
             self.push(Logged {
                 kind: OperationKind::Released,
@@ -188,7 +181,7 @@ impl LiveTable {
     }
 
     fn push(&self, logged: Logged) {
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut recent = sync::lock(&self.recent);
         if recent.len() == RECENT_OPERATIONS {
             recent.pop_front();
         }
@@ -198,9 +191,7 @@ impl LiveTable {
     /// The recent operations, newest first.
     pub(crate) fn recent(&self) -> Vec<Operation> {
         let now = Instant::now();
-        self.recent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        sync::lock(&self.recent)
             .iter()
             .rev()
             .map(|logged| Operation {
@@ -217,7 +208,7 @@ impl LiveTable {
 
     /// Everyone right now, holders first, longest first.
     pub(crate) fn snapshot(&self) -> Vec<Participant> {
-        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let records = sync::lock(&self.records);
         let mut participants: Vec<Participant> = records
             .values()
             .map(|record| Participant {

@@ -2,7 +2,7 @@
 //! plain load and store instead of an atomic read-modify-write.
 //!
 //! A statistics counter is an array of stripes, summed when read. The first
-//! [`OWNED`] threads that count each claim one stripe index for their
+//! [`OWNED`] threads that count each lease one stripe index for their
 //! lifetime; a stripe with a single writer can be incremented with a
 //! relaxed load and store and still never lose a count, which costs a
 //! fraction of a locked `fetch_add`. The index returns to the pool when its
@@ -10,7 +10,12 @@
 //! torn down during its exit) share the last stripe, with `fetch_add`.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+// `FREE` is a process-wide static and the stripe index a thread-local:
+// both stay std types (loom cannot model statics); the counters they index
+// are `crate::sync` atomics like every other.
+use std::sync::atomic::AtomicU32;
+
+use crate::sync::{AtomicU64, Ordering};
 
 /// Stripes that a thread can own.
 pub(crate) const OWNED: usize = 16;
@@ -24,10 +29,11 @@ const UNCLAIMED: usize = usize::MAX;
 /// Bit `i` set: stripe `i` is free to claim.
 static FREE: AtomicU32 = AtomicU32::new((1 << OWNED) - 1);
 
-/// This thread's stripe; gives it back when the thread exits.
-struct Claim(Cell<usize>);
+/// This thread's stripe, leased for its lifetime; given back when the
+/// thread exits.
+struct StripeLease(Cell<usize>);
 
-impl Drop for Claim {
+impl Drop for StripeLease {
     fn drop(&mut self) {
         let index = self.0.get();
         if index < OWNED {
@@ -39,7 +45,7 @@ impl Drop for Claim {
 }
 
 thread_local! {
-    static CLAIM: Claim = const { Claim(Cell::new(UNCLAIMED)) };
+    static LEASE: StripeLease = const { StripeLease(Cell::new(UNCLAIMED)) };
 }
 
 fn claim_free() -> usize {
@@ -64,15 +70,15 @@ fn claim_free() -> usize {
 
 /// The stripe the current thread counts on.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Slot {
+pub(crate) struct StripeIndex {
     index: usize,
 }
 
-impl Slot {
+impl StripeIndex {
     /// The current thread's stripe, claiming one on first use.
     #[inline]
-    pub(crate) fn current() -> Slot {
-        let index = CLAIM
+    pub(crate) fn current() -> StripeIndex {
+        let index = LEASE
             .try_with(|claim| {
                 let index = claim.0.get();
                 if index != UNCLAIMED {
@@ -83,7 +89,7 @@ impl Slot {
                 index
             })
             .unwrap_or(SHARED);
-        Slot { index }
+        StripeIndex { index }
     }
 
     /// Index into an array of [`STRIPES`] stripes.
@@ -124,7 +130,7 @@ mod tests {
                 std::thread::spawn(move || {
                     start.wait();
                     for _ in 0..each {
-                        let slot = Slot::current();
+                        let slot = StripeIndex::current();
                         slot.increment(&counters[slot.index()]);
                     }
                 })

@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 
-use crate::stats::Event;
+use super::counters::LockEvent;
 
 /// Sends one event of `resource` to the `metrics` recorder.
 #[cfg(feature = "metrics")]
-pub(crate) fn event(resource: &Arc<str>, event: Event) {
+pub(crate) fn event(resource: &Arc<str>, event: LockEvent) {
     let name = || Arc::clone(resource);
     match event {
-        Event::Acquired { access, waited } => {
+        LockEvent::Acquired { access, waited } => {
             metrics::counter!(
                 "keylock_acquisitions_total",
                 "resource" => name(),
@@ -25,19 +25,19 @@ pub(crate) fn event(resource: &Arc<str>, event: Event) {
                     .record(waited.as_secs_f64());
             }
         }
-        Event::TimedOut => {
+        LockEvent::TimedOut => {
             metrics::counter!("keylock_timeouts_total", "resource" => name()).increment(1);
         }
-        Event::Busy => {
+        LockEvent::Busy => {
             metrics::counter!("keylock_busy_total", "resource" => name()).increment(1);
         }
-        Event::FailedWhileHeld => {
+        LockEvent::FailedWhileHeld => {
             metrics::counter!("keylock_errors_while_held_total", "resource" => name()).increment(1);
         }
-        Event::PanickedWhileHeld => {
+        LockEvent::PanickedWhileHeld => {
             metrics::counter!("keylock_panics_while_held_total", "resource" => name()).increment(1);
         }
-        Event::Held(held) => {
+        LockEvent::Held(held) => {
             metrics::histogram!("keylock_hold_seconds", "resource" => name())
                 .record(held.as_secs_f64());
         }
@@ -51,7 +51,7 @@ pub(crate) fn duplicate(scope: &Arc<str>) {
 }
 
 #[cfg(not(feature = "metrics"))]
-pub(crate) fn event(_: &Arc<str>, _: Event) {}
+pub(crate) fn event(_: &Arc<str>, _: LockEvent) {}
 
 #[cfg(not(feature = "metrics"))]
 pub(crate) fn duplicate(_: &Arc<str>) {}

@@ -1,0 +1,185 @@
+//! What one lock entry is: the primitive, the resource it belongs to, and
+//! its key.
+//!
+//! Every lock of a resource, its own and one per key, is a [`LockEntry`]
+//! that points at the resource's shared [`ResourceInfo`] (name, settings,
+//! counters, live view), never back at the map that holds it. Layers above
+//! reach the primitive and the resource through an entry by a field access;
+//! only describing the key (on slow paths: reports and errors) is a dynamic
+//! call.
+
+use std::panic::Location;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::access::Access;
+use crate::key::Key;
+use crate::observe::{metrics_out, Counters, LiveTable, LockEvent, Role};
+use crate::raw::{Fairness, RawRwLock};
+use crate::sync::{AtomicUsize, Ordering};
+
+/// One lock: the primitive, the resource it belongs to, and its key. A
+/// keyed entry stores its key inline (`LockEntry<K>`); a
+/// [`Lock`](crate::Lock) sees any entry as `LockEntry<dyn EntryKey>`.
+pub(crate) struct LockEntry<K: ?Sized> {
+    pub(crate) raw: RawRwLock,
+    pub(crate) resource: Arc<ResourceInfo>,
+    pub(crate) key: K,
+}
+
+impl<K: Key> LockEntry<K> {
+    /// A new, free entry for `key` of `resource`.
+    pub(crate) fn new(resource: Arc<ResourceInfo>, key: K) -> Self {
+        LockEntry {
+            raw: RawRwLock::new(resource.settings.fairness),
+            resource,
+            key,
+        }
+    }
+}
+
+impl<K: ?Sized + EntryKey> LockEntry<K> {
+    #[inline]
+    pub(crate) fn raw(&self) -> &RawRwLock {
+        &self.raw
+    }
+
+    #[inline]
+    pub(crate) fn resource(&self) -> &ResourceInfo {
+        &self.resource
+    }
+
+    /// The key in its `Debug` form; `None` for a resource's own lock.
+    pub(crate) fn key_debug(&self) -> Option<String> {
+        self.key.describe()
+    }
+}
+
+/// The key of a lock entry, seen without its type.
+pub(crate) trait EntryKey: Send + Sync + 'static {
+    /// The key in its `Debug` form; `None` for a resource's own lock.
+    fn describe(&self) -> Option<String>;
+}
+
+impl<K: Key> EntryKey for K {
+    fn describe(&self) -> Option<String> {
+        Some(format!("{self:?}"))
+    }
+}
+
+/// The "key" of a resource's own lock, which has none.
+pub(crate) struct Unkeyed;
+
+impl EntryKey for Unkeyed {
+    fn describe(&self) -> Option<String> {
+        None
+    }
+}
+
+/// What every resource of a registry is built with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub(crate) fairness: Fairness,
+    pub(crate) statistics: bool,
+    /// Warn about waits at least this long.
+    pub(crate) slow_wait: Duration,
+    /// Time holds, and warn about holds at least this long.
+    pub(crate) long_hold: Option<Duration>,
+    /// Keep the live view of holders and waiters.
+    pub(crate) track_holders: bool,
+}
+
+impl Settings {
+    /// Whether a hold is timed or listed, beyond the counters.
+    pub(crate) fn watches_holds(&self) -> bool {
+        self.long_hold.is_some() || self.track_holders
+    }
+}
+
+/// What every lock of a resource shares: its name, settings and counters.
+pub(crate) struct ResourceInfo {
+    name: Arc<str>,
+    settings: Settings,
+    counters: Counters,
+    live: Option<LiveTable>,
+    /// Callers queued on any lock of the resource, and the most at once.
+    /// Touched only by acquisitions that have to queue.
+    waiting: AtomicUsize,
+    peak_waiting: AtomicUsize,
+}
+
+/// A queued acquisition, counted (and listed in the live view) until it
+/// ends.
+pub(crate) struct QueuedWait {
+    live: Option<u64>,
+}
+
+impl ResourceInfo {
+    pub(crate) fn new(name: Arc<str>, settings: Settings) -> Self {
+        ResourceInfo {
+            name,
+            settings,
+            counters: Counters::default(),
+            live: settings.track_holders.then(LiveTable::default),
+            waiting: AtomicUsize::new(0),
+            peak_waiting: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The most callers queued at once so far.
+    pub(crate) fn peak_waiting(&self) -> usize {
+        self.peak_waiting.load(Ordering::Relaxed)
+    }
+
+    /// Counts a caller that starts to queue (and lists it in the live view).
+    pub(crate) fn start_wait(
+        &self,
+        key: impl FnOnce() -> Option<String>,
+        access: Access,
+        location: &'static Location<'static>,
+    ) -> QueuedWait {
+        let now = self.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_waiting.fetch_max(now, Ordering::Relaxed);
+        QueuedWait {
+            live: self
+                .live
+                .as_ref()
+                .map(|live| live.enter(Role::Waiting, key(), access, location)),
+        }
+    }
+
+    /// The queued caller got the lock or gave up.
+    pub(crate) fn end_wait(&self, waiting: QueuedWait) {
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        if let (Some(id), Some(live)) = (waiting.live, &self.live) {
+            live.leave(id);
+        }
+    }
+
+    /// The live view, when the registry tracks holders.
+    pub(crate) fn live(&self) -> Option<&LiveTable> {
+        self.live.as_ref()
+    }
+
+    /// The statistics hook: every acquisition outcome of this resource, its
+    /// own lock and every key, is recorded here.
+    #[inline]
+    pub(crate) fn record(&self, event: LockEvent) {
+        if self.settings.statistics {
+            self.counters.record(event);
+            metrics_out::event(&self.name, event);
+        }
+    }
+}
