@@ -1,8 +1,8 @@
 //! Time as the registry sees it: the system clock, or a manual one for
 //! tests of expiry that must not sleep.
 
+use crate::sync::{AtomicU64, Ordering};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

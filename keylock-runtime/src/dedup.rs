@@ -15,16 +15,15 @@ use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Poll, Waker};
-use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::key::{Key, LockKey};
 use crate::observe::DedupStats;
+use crate::sync::{self, AtomicU64, Mutex, MutexGuard, Ordering, Thread};
 
 /// How long a committed key is remembered unless configured otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10 * 60);
@@ -143,7 +142,7 @@ enum Attempt {
 
 impl<K: Key> Scope<K> {
     fn lock(&self) -> MutexGuard<'_, State<K>> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        sync::lock(&self.state)
     }
 
     fn now(&self) -> u64 {
@@ -390,10 +389,10 @@ impl<K: Key> Dedup<K> {
             ticket: None,
         };
         loop {
-            if let Poll::Ready(result) = waiting.poll(|| Wake::Thread(std::thread::current())) {
+            if let Poll::Ready(result) = waiting.poll(|| Wake::Thread(sync::current_thread())) {
                 return result;
             }
-            std::thread::park();
+            sync::park();
         }
     }
 
