@@ -1,4 +1,5 @@
-//! RELIABILITY items 1 to 7: each failure peers shipped, as a test.
+//! The lock-core guarantees L1 to L7 of `docs/guarantees.md`: each a failure
+//! that other lock libraries shipped, as a test.
 
 mod common;
 

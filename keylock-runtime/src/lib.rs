@@ -72,6 +72,51 @@
 //! Dropping an acquisition future while it waits leaves nothing behind: no
 //! waiter, no counter, no entry. If the lock had been handed to it in the
 //! meantime, it is passed on to the next waiter.
+//!
+//! # Architecture
+//!
+//! The runtime is a stack of layers; each module imports only from the
+//! layers below it. The guarantees the layers keep, and the tests that
+//! prove them, are listed in `docs/guarantees.md` of the repository.
+//!
+//! - **Vocabulary and shims** (`access`, `key`, `error`, `clock`, `sync`):
+//!   the words every layer speaks ([`Access`], [`Key`], [`Error`]) and the
+//!   `sync` shim through which every atomic and mutex passes, so that
+//!   `--cfg loom` model-checks all of them.
+//! - **Observability** (`observe/`): a leaf the layers report into. The
+//!   hot-path counters (thread-owned stripes, no clock read unless a caller
+//!   queued), the opt-in live view, the public snapshot types and their
+//!   renderings (table, Prometheus), and the `tracing` and `metrics`
+//!   outputs.
+//! - **The primitive** (`raw`): one fair, write-preferring read/write lock
+//!   in one atomic state word plus a FIFO queue of wakers and parked threads.
+//!   It knows nothing of names, keys or statistics. `timer` gives waits
+//!   their deadlines.
+//! - **The entry** (`entry`): what one lock is: the primitive, the
+//!   resource's shared info (name, settings, counters, live view) and the
+//!   key, stored inline and seen without its type by the layers above.
+//! - **Handles and guards** (`lock`): [`Lock`], the [`Acquire`] future, the
+//!   blocking and timed waits, and the guards. Every successful acquisition
+//!   passes through one function that counts it and builds the guard's
+//!   hold; every release through the hold's `Drop`.
+//! - **Key maps** (`key_map`): the entries of one resource and key type in
+//!   a sharded map; lookup and sweep are serialized per shard, so an idle
+//!   entry is removed only while the map holds its sole reference.
+//! - **Resources** (`keyed`, `resource`): the public handles [`Keyed`] and
+//!   [`Resource`], which name each other (the one link that goes both ways).
+//! - **The registry** (`registry`): named resources and dedup scopes, global
+//!   or built per tenant. Deduplication (`dedup`) sits beside it: its own
+//!   claim table, no lock entries.
+//!
+//! The path of one acquisition: `#[write_lock("sessions", key = id)]`
+//! expands to a call-site cache (`__private`) that holds the resource's
+//! [`Keyed`] map, so the hot path never hashes the resource name. The key
+//! is looked up in the key map (one shard read lock, one `Arc` clone),
+//! giving a [`Lock`]; the primitive's compare-and-swap takes it, or the
+//! caller queues and waits (a waker for tasks, a park for threads); the one
+//! acquisition function counts it and returns a guard, whose drop releases
+//! the primitive and, if there are waiters, wakes or hands the lock to the
+//! head of the queue.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

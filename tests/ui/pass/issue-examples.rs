@@ -1,4 +1,4 @@
-//! Compiles: the attribute forms the design documents show.
+//! Compiles: the attribute forms the README and the crate docs show.
 
 use keylock::{dedup, read_lock, write_lock};
 
