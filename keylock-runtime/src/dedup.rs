@@ -134,8 +134,9 @@ pub(crate) struct Scope<K> {
 }
 
 /// What a claim attempt found.
-enum Attempt {
-    Claimed,
+enum Attempt<K> {
+    /// The caller holds the claim; its copy of the key.
+    Claimed(K),
     Remembered,
     InFlight,
 }
@@ -150,7 +151,7 @@ impl<K: Key> Scope<K> {
         u64::try_from(elapsed.as_nanos()).unwrap_or(IN_FLIGHT - 1)
     }
 
-    fn attempt<Q>(&self, state: &mut State<K>, key: &Q) -> Attempt
+    fn attempt<Q>(&self, state: &mut State<K>, key: &Q) -> Attempt<K>
     where
         Q: ?Sized + LockKey<Owned = K>,
         K: Borrow<Q>,
@@ -167,16 +168,20 @@ impl<K: Key> Scope<K> {
                 }
             }
         }
+        // The claim's own copy of the key is made before the record goes
+        // in flight: a key whose `Clone` panics leaves the scope as it was.
         match state.records.get_mut(key) {
             Some(record) if *record == IN_FLIGHT => Attempt::InFlight,
             Some(record) if *record > now => Attempt::Remembered,
             Some(record) => {
+                let claimed = key.to_owned_key();
                 *record = IN_FLIGHT;
-                Attempt::Claimed
+                Attempt::Claimed(claimed)
             }
             None => {
-                state.records.insert(key.to_owned_key(), IN_FLIGHT);
-                Attempt::Claimed
+                let claimed = key.to_owned_key();
+                state.records.insert(claimed.clone(), IN_FLIGHT);
+                Attempt::Claimed(claimed)
             }
         }
     }
@@ -199,10 +204,13 @@ impl<K: Key> Scope<K> {
             let mut state = self.lock();
             if state.records.get(key) == Some(&IN_FLIGHT) {
                 if commit && !self.options.ttl.is_zero() {
+                    // Copies first: a `Clone` that panics changes nothing,
+                    // and the claim, still holding its key, releases.
+                    let copies = (key.clone(), key.clone());
                     let ttl = u64::try_from(self.options.ttl.as_nanos()).unwrap_or(IN_FLIGHT - 1);
                     let expiry = self.now().saturating_add(ttl).min(IN_FLIGHT - 1);
-                    state.records.insert(key.clone(), expiry);
-                    state.remembered.push_back((key.clone(), expiry));
+                    state.records.insert(copies.0, expiry);
+                    state.remembered.push_back((copies.1, expiry));
                     while state.remembered.len() > self.options.capacity.max(1) {
                         if let Some((old, expiry)) = state.remembered.pop_front() {
                             if state.records.get(&old) == Some(&expiry) {
@@ -321,10 +329,10 @@ impl<K: Key> Dedup<K> {
     {
         let attempt = self.scope.attempt(&mut self.scope.lock(), key);
         let in_flight = match attempt {
-            Attempt::Claimed => {
+            Attempt::Claimed(key) => {
                 return Ok(Claim {
                     scope: Arc::clone(&self.scope),
-                    key: Some(key.to_owned_key()),
+                    key: Some(key),
                 })
             }
             Attempt::Remembered => false,
@@ -362,7 +370,7 @@ impl<K: Key> Dedup<K> {
         let scope = Arc::clone(&self.scope);
         let key = key.to_owned_key();
         async move {
-            let mut waiting = Waiting {
+            let mut waiting = InFlightWait {
                 scope: &scope,
                 key: &key,
                 ticket: None,
@@ -383,7 +391,7 @@ impl<K: Key> Dedup<K> {
         K: Borrow<Q>,
     {
         let key = key.to_owned_key();
-        let mut waiting = Waiting {
+        let mut waiting = InFlightWait {
             scope: &self.scope,
             key: &key,
             ticket: None,
@@ -491,24 +499,25 @@ impl<K: Key> ErasedDedup for Dedup<K> {
 }
 
 /// A caller waiting for an in-flight key; leaves the wait list on drop.
-struct Waiting<'a, K: Key> {
+struct InFlightWait<'a, K: Key> {
     scope: &'a Arc<Scope<K>>,
     key: &'a K,
     ticket: Option<u64>,
 }
 
-impl<K: Key> Waiting<'_, K> {
+impl<K: Key> InFlightWait<'_, K> {
     fn poll(&mut self, wake: impl FnOnce() -> Wake) -> Poll<Result<Claim<K>, Error>> {
         let mut state = self.scope.lock();
         let attempt = self.scope.attempt(&mut state, self.key);
         match attempt {
-            Attempt::Claimed => {
+            Attempt::Claimed(key) => {
                 drop(state);
-                self.leave();
-                Poll::Ready(Ok(Claim {
+                let claim = Claim {
                     scope: Arc::clone(self.scope),
-                    key: Some(self.key.clone()),
-                }))
+                    key: Some(key),
+                };
+                self.leave();
+                Poll::Ready(Ok(claim))
             }
             Attempt::Remembered => {
                 drop(state);
@@ -534,7 +543,7 @@ impl<K: Key> Waiting<'_, K> {
     }
 }
 
-impl<K: Key> Drop for Waiting<'_, K> {
+impl<K: Key> Drop for InFlightWait<'_, K> {
     fn drop(&mut self) {
         self.leave();
     }
@@ -557,8 +566,11 @@ impl<K: Key> Claim<K> {
 
     /// The key was handled: remember it for the scope's time-to-live.
     pub fn commit(mut self) {
-        if let Some(key) = self.key.take() {
-            self.scope.finish(&key, true);
+        if let Some(key) = &self.key {
+            // Should the key's `Clone` panic in there, the claim still owns
+            // its key and its drop releases it.
+            self.scope.finish(key, true);
+            self.key = None;
         }
     }
 

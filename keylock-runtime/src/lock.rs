@@ -368,6 +368,10 @@ impl Lock {
     }
 
     /// The one place every successful acquisition passes through.
+    ///
+    /// The hold owns the lock before anything else runs: reporting may run
+    /// user code (a key's `Debug`, a `tracing` subscriber, a `metrics`
+    /// recorder), and should that panic, dropping the hold releases the lock.
     #[inline(always)]
     fn acquired(
         self,
@@ -375,25 +379,24 @@ impl Lock {
         contention: Contention,
         location: &'static Location<'static>,
     ) -> Held {
-        let resource = self.entry.resource();
+        let mut held = Held {
+            lock: self,
+            access,
+            watch: None,
+        };
+        let resource = held.lock.entry.resource();
         let waited = match contention {
             Contention::Uncontended => None,
             Contention::Contended(waited) => {
-                self.report_wait(access, waited);
+                held.lock.report_wait(access, waited);
                 Some(waited)
             }
         };
         resource.record(LockEvent::Acquired { access, waited });
-        let watch = if resource.settings().watches_holds() {
-            Some(Box::new(self.watch_hold(access, location, waited)))
-        } else {
-            None
-        };
-        Held {
-            lock: self,
-            access,
-            watch,
+        if resource.settings().watches_holds() {
+            held.watch = Some(Box::new(held.lock.watch_hold(access, location, waited)));
         }
+        held
     }
 
     /// Reports an acquisition that had to queue.
