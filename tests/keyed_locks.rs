@@ -238,3 +238,35 @@ async fn key_stays_locked_after_every_keyed_handle_is_dropped() {
     drop(guard);
     assert!(registry.keyed::<u64>("sessions").try_write(&1).is_ok());
 }
+
+/// L3: the documented bound on idle entries. A map never holds more than
+/// about twice the keys live at its last sweep (at least 1,024); keys that
+/// went idle are swept once new keys arrive.
+#[test]
+fn entries_stay_within_twice_the_keys_live_at_the_last_sweep() {
+    let registry = keylock::Registry::new();
+    let keys = registry.keyed::<u64>("bounded");
+    let held: Vec<_> = (0..5_000u64).map(|key| keys.key(&key)).collect();
+    let mut most = 0;
+    for key in 1_000_000..1_050_000u64 {
+        drop(keys.write_blocking(&key));
+        most = most.max(keys.entries_in_memory());
+    }
+    // The key being inserted is live during the sweep it triggers.
+    assert!(most <= 2 * 5_001 + 1, "{most} entries for 5,000 live keys");
+    drop(held);
+    // Nothing inserted since: the idle entries are still there.
+    assert!(keys.entries_in_memory() >= 5_000);
+    let mut most = 0;
+    for key in 2_000_000..2_050_000u64 {
+        drop(keys.write_blocking(&key));
+        most = most.max(keys.entries_in_memory());
+    }
+    assert!(most <= 2 * 5_001 + 1, "{most} entries");
+    assert!(
+        keys.entries_in_memory() <= 1_025,
+        "{}",
+        keys.entries_in_memory()
+    );
+    assert_eq!(keys.live_keys(), 0);
+}

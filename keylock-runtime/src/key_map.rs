@@ -17,11 +17,16 @@
 //! never create a second lock for a key that is held or awaited.
 //!
 //! Sweeps run on the insertion path, when the map has grown past twice the
-//! entries the last sweep kept (and at least [`MIN_SWEEP`]): the map holds
-//! the live keys plus a bounded number of idle ones, never every key ever
-//! seen, and the cost of a sweep is spread over the insertions that made it
-//! necessary. Shard locks are held only for a lookup or a sweep of that
-//! shard, never while waiting for a key.
+//! entries the last sweep kept (and at least [`MIN_SWEEP`]): the map never
+//! holds more than that, never every key ever seen, and the cost of a sweep
+//! is spread over the insertions that made it necessary. Entries that turn
+//! idle between sweeps stay until the next one: a map whose keys all went
+//! idle keeps them until new keys are inserted or [`KeyMap::sweep`] runs
+//! (noticing each entry that turns idle would cost every release a write
+//! to a shared counter). A sweep that removed most entries shrinks the
+//! tables, so a map that emptied gives its memory back. Shard locks are held
+//! only for a lookup or a sweep of that shard, never while waiting for a
+//! key.
 
 use std::any::Any;
 use std::borrow::Borrow;
@@ -119,18 +124,24 @@ impl<K: Key> KeyMap<K> {
         {
             return;
         }
-        let (kept, removed) = self.entries.sweep();
-        self.evictions.fetch_add(removed, Relaxed);
-        self.approximate_len.store(kept, Relaxed);
-        self.sweep_at.store((kept * 2).max(MIN_SWEEP), Relaxed);
+        self.sweep();
         self.sweeping.store(false, Ordering::Release);
     }
 
-    /// Removes every idle entry now.
+    /// Removes every idle entry now; the next sweep runs once the map has
+    /// grown past twice what this one kept.
     pub(crate) fn sweep(&self) {
         let (kept, removed) = self.entries.sweep();
         self.evictions.fetch_add(removed, Ordering::Relaxed);
         self.approximate_len.store(kept, Ordering::Relaxed);
+        self.sweep_at
+            .store((kept * 2).max(MIN_SWEEP), Ordering::Relaxed);
+    }
+
+    /// Slots the map's tables have room for, live or idle.
+    #[cfg(all(test, not(loom)))]
+    fn capacity(&self) -> usize {
+        self.entries.capacity()
     }
 
     /// Runs `f` on the entry of `key` if there is one; creates none.
@@ -242,7 +253,17 @@ mod shards {
                 removed += u64::from(!keep);
                 keep
             });
-            (self.0.len(), removed)
+            let kept = self.0.len();
+            if removed > kept as u64 {
+                // Most entries went: give the tables' memory back.
+                self.0.shrink_to_fit();
+            }
+            (kept, removed)
+        }
+
+        #[cfg(test)]
+        pub(super) fn capacity(&self) -> usize {
+            self.0.capacity()
         }
 
         /// Entries with at least one user.
@@ -315,7 +336,11 @@ mod shards {
             let mut map = crate::sync::lock(&self.0);
             let before = map.len();
             map.retain(|_, entry| in_use(entry));
-            (map.len(), (before - map.len()) as u64)
+            let kept = map.len();
+            if before - kept > kept {
+                map.shrink_to_fit();
+            }
+            (kept, (before - kept) as u64)
         }
 
         pub(super) fn live(&self) -> usize {
@@ -344,5 +369,39 @@ mod shards {
         pub(super) fn len(&self) -> usize {
             crate::sync::lock(&self.0).len()
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::Registry;
+
+    #[test]
+    fn a_sweep_that_empties_the_map_gives_its_memory_back() {
+        let registry = Registry::new();
+        let keys = registry.keyed::<u64>("k");
+        let handles: Vec<_> = (0..100_000u64).map(|key| keys.key(&key)).collect();
+        let map = keys.map();
+        let grown = map.capacity();
+        assert!(grown >= 100_000, "{grown}");
+        drop(handles);
+        keys.sweep();
+        assert_eq!(keys.entries_in_memory(), 0);
+        let shrunk = map.capacity();
+        assert!(shrunk < 1_000, "tables kept room for {shrunk} entries");
+    }
+
+    #[test]
+    fn a_sweep_that_keeps_most_entries_keeps_the_tables() {
+        let registry = Registry::new();
+        let keys = registry.keyed::<u64>("k");
+        let handles: Vec<_> = (0..10_000u64).map(|key| keys.key(&key)).collect();
+        drop(keys.key(&u64::MAX));
+        let map = keys.map();
+        let grown = map.capacity();
+        keys.sweep();
+        assert_eq!(keys.entries_in_memory(), 10_000);
+        assert_eq!(map.capacity(), grown);
+        drop(handles);
     }
 }

@@ -195,14 +195,30 @@ impl<K: Key> Keyed<K> {
     }
 
     /// Entries in memory: the live keys plus idle ones that the next sweep
-    /// removes. Bounded by about twice the live keys, plus 1,024.
+    /// removes.
+    ///
+    /// Never more than about twice the keys that were live at the last
+    /// sweep, and at least 1,024: inserting a new key sweeps once the map
+    /// has grown past that. Keys that turn idle between sweeps stay until
+    /// the next one, so a map whose keys all went idle keeps them until new
+    /// keys arrive or [`sweep`](Self::sweep) is called.
     pub fn entries_in_memory(&self) -> usize {
         self.map.len()
     }
 
-    /// Removes every idle entry now, instead of at the next sweep.
+    /// Removes every idle entry now, instead of at the next sweep; when
+    /// that removes most entries, the map's tables shrink and give their
+    /// memory back.
+    ///
+    /// **Locking behaviour:** takes each shard's write lock in turn, as a
+    /// lookup of a new key does; never waits for a key's lock.
     pub fn sweep(&self) {
         self.map.sweep();
+    }
+
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn map(&self) -> &KeyMap<K> {
+        &self.map
     }
 
     /// The resource these keys belong to.

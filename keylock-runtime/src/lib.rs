@@ -65,7 +65,9 @@
 //! 1,024), so a key used again and again is not re-allocated each time.
 //! Removal is atomic with respect to lookups, so it can never produce a
 //! second lock for a live key. Memory follows the live keys, not every key
-//! ever seen.
+//! ever seen: a sweep that removes most entries also shrinks the map's
+//! tables. Entries that go idle while no new key arrives stay until the next
+//! sweep; [`Keyed::sweep`] removes them at once.
 //!
 //! # Cancel safety
 //!
