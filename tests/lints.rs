@@ -46,7 +46,7 @@ impl Store {
     /// # Errors
     ///
     /// When the key stays busy for a second.
-    #[write_lock("rows", key = row, timeout = "1s", registry = self.registry)]
+    #[write_lock("row", key = row, timeout = "1s", registry = self.registry)]
     pub async fn push(&mut self, row: u64) -> Result<(), AppError> {
         self.rows.push(row);
         Ok(())

@@ -58,6 +58,7 @@ impl SiteCache {
 
     /// The lock of `key` in the named resource.
     #[inline]
+    #[track_caller]
     pub fn key_lock<Q>(&self, registry: &Registry, name: impl Fn() -> &'static str, key: &Q) -> Lock
     where
         Q: ?Sized + LockKey,
@@ -66,6 +67,7 @@ impl SiteCache {
     }
 
     /// Runs `f` with the named dedup scope for key type `K`.
+    #[track_caller]
     pub fn dedup<K: Key, R>(
         &self,
         registry: &Registry,
@@ -73,22 +75,29 @@ impl SiteCache {
         options: impl Fn() -> DedupOptions,
         f: impl FnOnce(&Dedup<K>) -> R,
     ) -> R {
+        let here = Location::caller();
         self.with(
             registry,
-            |registry| registry.dedup_with::<K>(name(), options()),
+            |registry| registry.dedup_at::<K>(name(), options(), here),
             f,
         )
     }
 
     /// Runs `f` with the keyed locks of the named resource for key type `K`.
     #[inline]
+    #[track_caller]
     pub fn keyed<K: Key, R>(
         &self,
         registry: &Registry,
         name: impl Fn() -> &'static str,
         f: impl FnOnce(&Keyed<K>) -> R,
     ) -> R {
-        self.with(registry, |registry| registry.keyed::<K>(name()), f)
+        let here = Location::caller();
+        self.with(
+            registry,
+            |registry| registry.resource(name()).keyed_at::<K>(here),
+            f,
+        )
     }
 }
 
@@ -116,14 +125,16 @@ impl NamedSite {
     /// The own lock of the named resource; cached for the first registry
     /// seen, looked up by name for any other.
     #[inline]
+    #[track_caller]
     pub fn lock(&self, registry: &Registry, name: impl Fn() -> &'static str) -> Lock {
+        let here = Location::caller();
         let (id, lock) = self
             .cell
-            .get_or_init(|| (registry.id(), registry.resource(name()).lock()));
+            .get_or_init(|| (registry.id(), registry.resource(name()).lock_at(here)));
         if *id == registry.id() {
             lock.clone()
         } else {
-            registry.resource(name()).lock()
+            registry.resource(name()).lock_at(here)
         }
     }
 }

@@ -1,8 +1,8 @@
 //! [`Registry`]: where named resources live, globally or per tenant.
 
-use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
+use std::panic::Location;
 // The registry counter is a process-wide static, which loom cannot model;
 // it only numbers registries.
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,11 +65,15 @@ struct Inner {
     resources: Mutex<HashMap<Arc<str>, Arc<ResourceCore>>>,
     clock: Clock,
     /// Dedup scopes by name and key type.
-    dedup: Mutex<HashMap<DedupId, Box<dyn ErasedDedup>>>,
+    dedup: Mutex<HashMap<Arc<str>, NamedScope>>,
 }
 
-/// A dedup scope is its name and its key type.
-type DedupId = (Arc<str>, TypeId);
+/// A dedup scope under its name, with the one key type it was created for.
+struct NamedScope {
+    key_type_name: &'static str,
+    first: &'static Location<'static>,
+    scope: Box<dyn ErasedDedup>,
+}
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -124,16 +128,33 @@ impl Registry {
     }
 
     /// The keyed locks of resource `name` for keys of type `K`.
+    ///
+    /// # Panics
+    ///
+    /// If the resource is locked whole, or with keys of another type: see
+    /// [`Resource`].
+    #[track_caller]
     pub fn keyed<K: Key>(&self, name: &str) -> Keyed<K> {
         self.resource(name).keyed()
     }
 
     /// A handle to the own (unkeyed) lock of resource `name`.
+    ///
+    /// # Panics
+    ///
+    /// If the resource is keyed: see [`Resource`].
+    #[track_caller]
     pub fn lock(&self, name: &str) -> Lock {
         self.resource(name).lock()
     }
 
     /// A handle to the lock of `key` in resource `name`.
+    ///
+    /// # Panics
+    ///
+    /// If the resource is locked whole, or with keys of another type: see
+    /// [`Resource`].
+    #[track_caller]
     pub fn key_lock<Q>(&self, name: &str, key: &Q) -> Lock
     where
         Q: ?Sized + LockKey,
@@ -143,24 +164,63 @@ impl Registry {
 
     /// The dedup scope called `name` for keys of type `K`, created with
     /// default [`DedupOptions`] on first use.
+    ///
+    /// # Panics
+    ///
+    /// If the scope was created for keys of another type: one name is one
+    /// memory of handled keys, never two unrelated ones.
+    #[track_caller]
     pub fn dedup<K: Key>(&self, name: &str) -> Dedup<K> {
-        self.dedup_with(name, DedupOptions::new())
+        self.dedup_at(name, DedupOptions::new(), Location::caller())
     }
 
     /// The dedup scope called `name` for keys of type `K`, created with
     /// `options` on first use. A scope keeps the options it was created
     /// with; later calls get the existing scope.
+    ///
+    /// # Panics
+    ///
+    /// If the scope was created for keys of another type, as
+    /// [`dedup`](Self::dedup).
+    #[track_caller]
     pub fn dedup_with<K: Key>(&self, name: &str, options: DedupOptions) -> Dedup<K> {
+        self.dedup_at(name, options, Location::caller())
+    }
+
+    /// [`dedup_with`](Self::dedup_with), for a caller at `here`.
+    pub(crate) fn dedup_at<K: Key>(
+        &self,
+        name: &str,
+        options: DedupOptions,
+        here: &'static Location<'static>,
+    ) -> Dedup<K> {
         let mut scopes = sync::lock(&self.inner.dedup);
-        let id = (Arc::<str>::from(name), TypeId::of::<K>());
-        if let Some(dedup) = scopes
-            .get(&id)
-            .and_then(|any| any.as_any().downcast_ref::<Dedup<K>>())
-        {
-            return dedup.clone();
+        if let Some(named) = scopes.get(name) {
+            if let Some(dedup) = named.scope.as_any().downcast_ref::<Dedup<K>>() {
+                return dedup.clone();
+            }
+            let message = format!(
+                "keylock: dedup scope \"{name}\" remembers keys of type {first_type} (first at \
+                 {first}) and is asked here for keys of type {here_type} ({here}); keys of two \
+                 types would be two unrelated memories under one name, so a scope has one key \
+                 type: convert the key, or use another scope name",
+                first_type = named.key_type_name,
+                first = named.first,
+                here_type = std::any::type_name::<K>(),
+            );
+            drop(scopes);
+            panic!("{message}");
         }
-        let dedup = Dedup::new(Arc::clone(&id.0), options, self.inner.clock.clone());
-        scopes.insert(id, Box::new(dedup.clone()));
+        let name: Arc<str> = Arc::from(name);
+        let dedup = Dedup::new(Arc::clone(&name), options, self.inner.clock.clone());
+        scopes.insert(
+            name,
+            NamedScope {
+                key_type_name: std::any::type_name::<K>(),
+                first: here,
+                scope: Box::new(dedup.clone()),
+            },
+        );
         dedup
     }
 
@@ -181,7 +241,7 @@ impl Registry {
     pub fn stats(&self) -> Stats {
         let mut dedup: Vec<DedupStats> = sync::lock(&self.inner.dedup)
             .values()
-            .map(|scope| scope.stats())
+            .map(|named| named.scope.stats())
             .collect();
         dedup.sort_by(|a, b| a.name.cmp(&b.name));
         Stats {

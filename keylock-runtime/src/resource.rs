@@ -1,8 +1,8 @@
 //! [`Resource`]: one named resource, its own lock and its key maps.
 
 use std::any::TypeId;
-use std::collections::HashMap;
 use std::fmt;
+use std::panic::Location;
 use std::sync::Arc;
 
 use crate::access::Access;
@@ -13,16 +13,35 @@ use crate::keyed::Keyed;
 use crate::lock::{Acquire, Lock, ReadGuard, WriteGuard};
 use crate::observe::{Occupancy, ResourceStats};
 use crate::raw::RawRwLock;
-use crate::sync::{self, Mutex};
+use crate::sync::{self, AtomicBool, Mutex, Ordering};
 
 /// One named resource: its own lock and its key maps.
 pub(crate) struct ResourceCore {
     /// The resource's own lock, which also points at its name, settings
     /// and counters.
     own: Arc<LockEntry<Unkeyed>>,
-    /// One map per key type used with this resource, kept for the
-    /// resource's lifetime so a key always finds the entry that is live.
-    keyed: Mutex<HashMap<TypeId, Arc<dyn ErasedKeyMap>>>,
+    /// Set once the resource is known to be locked whole, so that checking
+    /// a use of the whole lock costs one load.
+    whole: AtomicBool,
+    /// Whole or keyed, fixed at first use; a keyed resource's map is kept
+    /// for the resource's lifetime, so a key always finds its live entry.
+    shape: Mutex<Shape>,
+}
+
+/// How a resource is used: its own lock, or one lock per key of one type.
+/// Fixed by the first use, so that one name never means two unrelated
+/// locks.
+enum Shape {
+    Unused,
+    Whole {
+        first: &'static Location<'static>,
+    },
+    Keyed {
+        key_type: TypeId,
+        key_type_name: &'static str,
+        first: &'static Location<'static>,
+        map: Arc<dyn ErasedKeyMap>,
+    },
 }
 
 impl ResourceCore {
@@ -34,7 +53,8 @@ impl ResourceCore {
                 resource: info,
                 key: Unkeyed,
             }),
-            keyed: Mutex::new(HashMap::new()),
+            whole: AtomicBool::new(false),
+            shape: Mutex::new(Shape::Unused),
         }
     }
 
@@ -42,12 +62,104 @@ impl ResourceCore {
         &self.own.resource
     }
 
-    fn maps(&self) -> Vec<Arc<dyn ErasedKeyMap>> {
-        sync::lock(&self.keyed).values().cloned().collect()
+    /// The key map, once the resource is keyed.
+    fn map(&self) -> Option<Arc<dyn ErasedKeyMap>> {
+        match &*sync::lock(&self.shape) {
+            Shape::Keyed { map, .. } => Some(Arc::clone(map)),
+            Shape::Unused | Shape::Whole { .. } => None,
+        }
     }
 
     fn evictions(&self) -> u64 {
-        self.maps().iter().map(|map| map.evictions()).sum()
+        self.map().map_or(0, |map| map.evictions())
+    }
+
+    /// Checks that the resource may be locked whole, fixing its shape on
+    /// first use.
+    #[inline]
+    fn use_whole(&self, here: &'static Location<'static>) {
+        if !self.whole.load(Ordering::Relaxed) {
+            self.first_whole_use(here);
+        }
+    }
+
+    #[cold]
+    fn first_whole_use(&self, here: &'static Location<'static>) {
+        let mut shape = sync::lock(&self.shape);
+        match &*shape {
+            Shape::Unused => *shape = Shape::Whole { first: here },
+            Shape::Whole { .. } => {}
+            Shape::Keyed {
+                key_type_name,
+                first,
+                ..
+            } => {
+                let message = format!(
+                    "keylock: resource \"{name}\" is locked per key ({key_type_name}, first at \
+                     {first}) and here as a whole ({here}); its whole lock and its key locks \
+                     would not exclude each other, so one resource is either keyed or whole: \
+                     give the whole lock a name of its own",
+                    name = self.info().name(),
+                );
+                drop(shape);
+                panic!("{message}");
+            }
+        }
+        self.whole.store(true, Ordering::Relaxed);
+    }
+
+    /// The key map for keys of type `K`, created (fixing the resource's
+    /// shape) on first use.
+    fn keyed_map<K: Key>(&self, here: &'static Location<'static>) -> Arc<KeyMap<K>> {
+        let mut shape = sync::lock(&self.shape);
+        let map = match &*shape {
+            Shape::Unused => {
+                let map: Arc<dyn ErasedKeyMap> =
+                    Arc::new(KeyMap::<K>::new(Arc::clone(self.info())));
+                *shape = Shape::Keyed {
+                    key_type: TypeId::of::<K>(),
+                    key_type_name: std::any::type_name::<K>(),
+                    first: here,
+                    map: Arc::clone(&map),
+                };
+                map
+            }
+            Shape::Keyed { key_type, map, .. } if *key_type == TypeId::of::<K>() => Arc::clone(map),
+            Shape::Keyed {
+                key_type_name,
+                first,
+                ..
+            } => {
+                let message = format!(
+                    "keylock: resource \"{name}\" is locked with keys of type {key_type_name} \
+                     (first at {first}) and here with keys of type {here_type} ({here}); keys of \
+                     two types would make two unrelated locks under one name, so a resource has \
+                     one key type: convert the key (a literal such as `42` is an `i32`; write \
+                     `42u64`), or use another resource name",
+                    name = self.info().name(),
+                    here_type = std::any::type_name::<K>(),
+                );
+                drop(shape);
+                panic!("{message}");
+            }
+            Shape::Whole { first } => {
+                let message = format!(
+                    "keylock: resource \"{name}\" is locked as a whole (first at {first}) and \
+                     here per key ({here_type}, {here}); its whole lock and its key locks would \
+                     not exclude each other, so one resource is either keyed or whole: give the \
+                     keyed locks a name of their own",
+                    name = self.info().name(),
+                    here_type = std::any::type_name::<K>(),
+                );
+                drop(shape);
+                panic!("{message}");
+            }
+        };
+        drop(shape);
+        match map.as_any().downcast::<KeyMap<K>>() {
+            Ok(map) => map,
+            Err(_) => unreachable!("a keyed shape holds the map of its own key type"),
+        }
     }
 
     /// Who holds and waits right now, over the own lock and every key.
@@ -57,18 +169,25 @@ impl ResourceCore {
             waiters: self.own.raw.waiters(),
             live_keys: 0,
         };
-        for map in self.maps() {
+        if let Some(map) = self.map() {
             occupancy += map.occupancy();
         }
         occupancy
     }
 }
 
-/// A named resource of a [`Registry`](crate::Registry): its own read/write
-/// lock, and any number of keyed locks.
+/// A named resource of a [`Registry`](crate::Registry): one read/write
+/// lock for the whole resource, or one per key.
 ///
-/// The resource's own lock and its keys are independent locks: holding key
-/// `42` of `"sessions"` does not exclude a holder of `"sessions"` itself.
+/// A resource is used one way, fixed by its first use: **whole** (through
+/// [`lock`](Self::lock), [`read`](Self::read), [`write`](Self::write), or
+/// `#[write_lock("name")]`) or **keyed** with keys of one type (through
+/// [`keyed`](Self::keyed), [`key`](Self::key), or
+/// `#[write_lock("name", key = ..)]`). A whole lock and per-key locks under
+/// one name would be unrelated locks that do not exclude each other, and
+/// keys of two types (a `u64` and the literal `42`, an `i32`) would be two
+/// unrelated sets of locks; either mistake panics at its first use, naming
+/// both call sites and the fix, instead of silently not locking.
 ///
 /// Cheap to clone; all clones refer to the same resource.
 ///
@@ -101,48 +220,76 @@ impl Resource {
     }
 
     /// A handle to the resource's own (unkeyed) lock.
+    ///
+    /// # Panics
+    ///
+    /// If the resource is keyed: see [`Resource`].
+    #[track_caller]
     pub fn lock(&self) -> Lock {
+        self.lock_at(Location::caller())
+    }
+
+    /// [`lock`](Self::lock), for a caller at `here`.
+    #[inline]
+    pub(crate) fn lock_at(&self, here: &'static Location<'static>) -> Lock {
+        self.core.use_whole(here);
         Lock::from_entry(Arc::clone(&self.core.own) as Arc<LockEntry<dyn EntryKey>>)
     }
 
     /// Waits for shared access to the resource's own lock.
+    ///
+    /// # Panics
+    ///
+    /// If the resource is keyed: see [`Resource`].
     ///
     /// # Cancel safety
     ///
     /// Dropping the future before it completes leaves nothing behind.
     #[track_caller]
     pub fn read(&self) -> Acquire<ReadGuard> {
-        self.lock()
-            .acquire(Access::Read, std::panic::Location::caller())
+        self.lock().acquire(Access::Read, Location::caller())
     }
 
     /// Waits for exclusive access to the resource's own lock.
+    ///
+    /// # Panics
+    ///
+    /// If the resource is keyed: see [`Resource`].
     ///
     /// # Cancel safety
     ///
     /// Dropping the future before it completes leaves nothing behind.
     #[track_caller]
     pub fn write(&self) -> Acquire<WriteGuard> {
-        self.lock()
-            .acquire(Access::Write, std::panic::Location::caller())
+        self.lock().acquire(Access::Write, Location::caller())
     }
 
     /// The keyed locks of this resource for keys of type `K`.
     ///
     /// Keep the returned handle to skip the resource's type lookup on every
     /// call.
+    ///
+    /// # Panics
+    ///
+    /// If the resource is locked whole, or with keys of another type: see
+    /// [`Resource`].
+    #[track_caller]
     pub fn keyed<K: Key>(&self) -> Keyed<K> {
-        let mut maps = sync::lock(&self.core.keyed);
-        let map = maps
-            .entry(TypeId::of::<K>())
-            .or_insert_with(|| Arc::new(KeyMap::<K>::new(Arc::clone(self.core.info()))));
-        match Arc::clone(map).as_any().downcast::<KeyMap<K>>() {
-            Ok(map) => Keyed::from_map(map, Arc::clone(&self.core)),
-            Err(_) => unreachable!("maps are stored under their own TypeId"),
-        }
+        self.keyed_at(Location::caller())
+    }
+
+    /// [`keyed`](Self::keyed), for a caller at `here`.
+    pub(crate) fn keyed_at<K: Key>(&self, here: &'static Location<'static>) -> Keyed<K> {
+        let map = self.core.keyed_map::<K>(here);
+        Keyed::from_map(map, Arc::clone(&self.core))
     }
 
     /// A handle to the lock of one key; see [`Keyed::key`].
+    ///
+    /// # Panics
+    ///
+    /// As [`keyed`](Self::keyed).
+    #[track_caller]
     pub fn key<Q>(&self, key: &Q) -> Lock
     where
         Q: ?Sized + LockKey,
@@ -150,8 +297,7 @@ impl Resource {
         self.keyed::<Q::Owned>().key(key)
     }
 
-    /// Keys of this resource currently held or waited for, over all key
-    /// types.
+    /// Keys of this resource currently held or waited for.
     pub fn live_keys(&self) -> usize {
         self.core.occupancy().live_keys
     }
