@@ -396,12 +396,23 @@ impl<K: Key> Dedup<K> {
             key: &key,
             ticket: None,
         };
-        loop {
-            if let Poll::Ready(result) = waiting.poll(|| Wake::Thread(sync::current_thread())) {
-                return result;
-            }
-            sync::park();
+        if let Poll::Ready(result) = waiting.poll(|| Wake::Thread(sync::current_thread())) {
+            return result;
         }
+        crate::runtime_thread::block_without_hanging(
+            || loop {
+                sync::park();
+                if let Poll::Ready(result) = waiting.poll(|| Wake::Thread(sync::current_thread())) {
+                    return result;
+                }
+            },
+            || {
+                format!(
+                    "the blocking wait for the first call of key {key:?} in dedup scope \"{}\"",
+                    self.scope.name
+                )
+            },
+        )
     }
 
     /// Whether `key` is remembered as handled right now.

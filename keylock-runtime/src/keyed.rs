@@ -132,6 +132,10 @@ impl<K: Key> Keyed<K> {
 
     /// Blocks the current thread until shared access to `key` is held.
     ///
+    /// On Tokio runtime threads, see [`Lock::read_blocking`]: a multi-thread
+    /// runtime keeps running its other tasks, a `current_thread` runtime's
+    /// thread panics instead of blocking.
+    ///
     /// A blocking wait cannot be cancelled; bound it with
     /// [`Lock::read_blocking_timeout`] on [`Keyed::key`].
     #[track_caller]
@@ -148,6 +152,8 @@ impl<K: Key> Keyed<K> {
     }
 
     /// Blocks the current thread until exclusive access to `key` is held.
+    ///
+    /// On Tokio runtime threads, see [`Lock::write_blocking`].
     ///
     /// A blocking wait cannot be cancelled; bound it with
     /// [`Lock::write_blocking_timeout`] on [`Keyed::key`].

@@ -143,6 +143,7 @@ mod lock;
 mod raw;
 mod registry;
 mod resource;
+mod runtime_thread;
 mod timer;
 
 #[doc(hidden)]

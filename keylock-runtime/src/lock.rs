@@ -15,6 +15,7 @@ use crate::entry::{EntryKey, LockEntry, QueuedWait};
 use crate::error::Error;
 use crate::observe::{tracing_out, LockEvent, OperationKind, Role};
 use crate::raw::{Contention, Slot, TimedOut};
+use crate::runtime_thread;
 use crate::timer;
 
 /// A handle to one lock: a named resource's own lock, or the lock of one key
@@ -108,8 +109,18 @@ macro_rules! acquire_methods {
         #[doc = concat!("Blocks the current thread until ", $mode, " access is held.")]
         ///
         /// Excludes async holders of the same lock just as they exclude each
-        /// other. Called from inside an async runtime it blocks that worker
-        /// thread; prefer the async form there.
+        /// other. On a worker of a multi-thread Tokio runtime, a wait that
+        /// has to block first lets the runtime move its other tasks to
+        /// another thread (as `tokio::task::block_in_place` does), so an
+        /// async holder can still run; prefer the async form there all the
+        /// same.
+        ///
+        /// # Panics
+        ///
+        /// When it would have to wait on a thread that runs a
+        /// `current_thread` Tokio runtime or a `LocalSet`: the holder could
+        /// be a task of that very thread, which would then never run. Call
+        /// it from `spawn_blocking` there.
         ///
         /// # Cancellation
         ///
@@ -263,9 +274,26 @@ impl Lock {
     ) -> Result<Contention, TimedOut> {
         let resource = self.entry.resource();
         let waiting = resource.start_wait(|| self.entry.key_debug(), access, location);
-        let result = self.entry.raw().acquire_blocking(access, deadline);
+        let result = runtime_thread::block_without_hanging(
+            || self.entry.raw().acquire_blocking(access, deadline),
+            || self.describe_wait(access, location),
+        );
         resource.end_wait(waiting);
         result
+    }
+
+    /// "the blocking write lock on resource "db", key 7, taken at ...".
+    #[cold]
+    fn describe_wait(&self, access: Access, location: &'static Location<'static>) -> String {
+        let key = self
+            .entry
+            .key_debug()
+            .map(|key| format!(", key {key}"))
+            .unwrap_or_default();
+        format!(
+            "the blocking {access} lock on resource \"{}\"{key}, taken at {location},",
+            self.entry.resource().name()
+        )
     }
 
     pub(crate) fn try_acquire(

@@ -1,0 +1,155 @@
+//! Guarantee L13 of `docs/guarantees.md`: a sync function that blocks on a
+//! lock while running on a Tokio runtime thread never hangs the runtime
+//! silently. On a multi-thread runtime the runtime moves its other tasks
+//! off the blocked worker, so the async holder runs and releases; on a
+//! `current_thread` runtime, where the holder could never run, the call
+//! panics naming the lock, its call site and the fix.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use keylock::{write_lock, Registry};
+
+static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+#[write_lock("sessions", key = channel, registry = REGISTRY)]
+fn handle_sync(channel: u64) -> u64 {
+    channel
+}
+
+#[write_lock("sessions", key = channel, registry = REGISTRY)]
+async fn handle_async(channel: u64, hold: Duration) {
+    tokio::time::sleep(hold).await;
+}
+
+/// Runs `body` on its own thread; `None` if it has not finished in `limit`.
+fn within<R: Send + 'static>(
+    limit: Duration,
+    body: impl FnOnce() -> R + Send + 'static,
+) -> Option<R> {
+    let (done, outcome) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(body());
+    });
+    outcome.recv_timeout(limit).ok()
+}
+
+#[test]
+fn sync_callers_on_every_worker_do_not_hang_a_multi_thread_runtime() {
+    let finished = within(Duration::from_secs(20), || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            // An async task holds the key across an await...
+            let holder = tokio::spawn(handle_async(1, Duration::from_millis(200)));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // ...while two tasks, one per worker, call the sync twin.
+            let callers: Vec<_> = (0..2)
+                .map(|_| tokio::spawn(async { handle_sync(1) }))
+                .collect();
+            for caller in callers {
+                assert_eq!(caller.await.unwrap(), 1);
+            }
+            holder.await.unwrap();
+        });
+    });
+    assert!(finished.is_some(), "the runtime hung");
+}
+
+#[test]
+fn a_sync_caller_on_a_current_thread_runtime_panics_naming_the_lock_and_the_fix() {
+    let outcome = within(Duration::from_secs(20), || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        catch_unwind(AssertUnwindSafe(|| {
+            runtime.block_on(async {
+                let holder = tokio::spawn(handle_async(2, Duration::from_millis(200)));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                handle_sync(2);
+                holder.await.unwrap();
+            })
+        }))
+    });
+    let payload = outcome
+        .expect("the runtime hung")
+        .expect_err("the call blocked");
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(message.contains("resource \"sessions\""), "{message}");
+    assert!(message.contains("key 2"), "{message}");
+    assert!(message.contains("runtime_threads.rs"), "{message}");
+    assert!(message.contains("spawn_blocking"), "{message}");
+}
+
+#[test]
+fn a_sync_caller_in_spawn_blocking_of_a_current_thread_runtime_waits() {
+    let finished = within(Duration::from_secs(20), || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let holder = tokio::spawn(handle_async(3, Duration::from_millis(100)));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let caller = tokio::task::spawn_blocking(|| handle_sync(3));
+            assert_eq!(caller.await.unwrap(), 3);
+            holder.await.unwrap();
+        });
+    });
+    assert!(finished.is_some(), "the runtime hung");
+}
+
+#[test]
+fn an_uncontended_sync_call_on_a_current_thread_runtime_just_runs() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    assert_eq!(runtime.block_on(async { handle_sync(4) }), 4);
+}
+
+#[test]
+fn a_sync_dedup_waiter_on_a_current_thread_runtime_panics_instead_of_hanging() {
+    static DEDUP: LazyLock<Registry> = LazyLock::new(Registry::new);
+    #[keylock::dedup("replies", id, in_flight = "wait", registry = DEDUP)]
+    fn handle_once(id: u64) -> Option<u64> {
+        Some(id)
+    }
+    let outcome = within(Duration::from_secs(20), || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        catch_unwind(AssertUnwindSafe(|| {
+            runtime.block_on(async {
+                let scope = DEDUP.dedup::<u64>("replies");
+                let claim = scope.claim(&5).unwrap();
+                let holder = tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    claim.release();
+                });
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                handle_once(5);
+                holder.await.unwrap();
+            })
+        }))
+    });
+    let payload = outcome
+        .expect("the runtime hung")
+        .expect_err("the call blocked");
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(message.contains("dedup scope"), "{message}");
+    assert!(message.contains("spawn_blocking"), "{message}");
+}
