@@ -11,6 +11,10 @@
 //!
 //! The server is a few lines of `std::net` so the example builds with no
 //! web framework; point Prometheus or a browser at it.
+//!
+//! The handlers are annotated functions on the global registry, which
+//! `main` configures once at start-up to track holders, so `/locks` lists
+//! who holds and waits for each lock right now.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -19,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keylock::Registry;
+use keylock::{read_lock, write_lock, Registry};
 
 /// Serves `/metrics` and `/locks` for `registry` until `stop` is set.
 pub fn serve(
@@ -79,30 +83,46 @@ fn respond(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()> {
     stream.flush()
 }
 
+/// Configures the global registry, before anything uses it: track holders
+/// for `/locks`, and warn about holds longer than a second.
+pub fn configure() -> Result<&'static Registry, keylock::GlobalInUse> {
+    Registry::builder()
+        .track_holders(true)
+        .long_hold_warning(Duration::from_secs(1))
+        .build_global()
+}
+
+/// Handles one message: one at a time per channel.
+#[write_lock("channels", key = channel)]
+async fn on_message(channel: u64) {
+    tokio::time::sleep(Duration::from_millis(2)).await;
+}
+
+/// Writes the store: alone.
+#[write_lock("store")]
+async fn save() {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// Reads the store: beside other readers.
+#[read_lock("store")]
+async fn load() {}
+
 /// A bot's traffic: messages for a handful of channels, each handled under
 /// its channel's lock, and a store read and written under a named lock.
-pub async fn workload(registry: Registry, stop: Arc<AtomicBool>) {
-    let channels = registry.keyed::<u64>("channels");
-    let store = registry.resource("store");
+pub async fn workload(stop: Arc<AtomicBool>) {
     let mut tasks = Vec::new();
     for worker in 0..16u64 {
-        let channels = channels.clone();
-        let store = store.clone();
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let mut message = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 message += 1;
-                let channel = (worker + message) % 5;
-                {
-                    let _turn = channels.write(&channel).await;
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
+                on_message((worker + message) % 5).await;
                 if message % 4 == 0 {
-                    let _write = store.write().await;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    save().await;
                 } else {
-                    let _read = store.read().await;
+                    load().await;
                 }
             }
         }));
@@ -172,13 +192,18 @@ fn main() -> ExitCode {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let registry = match configure() {
+        Ok(registry) => registry,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
     println!("serving http://{address}/metrics and http://{address}/locks");
-    let registry = Registry::new();
     let stop = Arc::new(AtomicBool::new(false));
     let server = {
-        let registry = registry.clone();
         let stop = stop.clone();
-        std::thread::spawn(move || serve(listener, registry, stop))
+        std::thread::spawn(move || serve(listener, registry.clone(), stop))
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -199,7 +224,7 @@ fn main() -> ExitCode {
             stop.store(true, Ordering::Relaxed);
         });
     }
-    runtime.block_on(workload(registry.clone(), stop.clone()));
+    runtime.block_on(workload(stop.clone()));
     stop.store(true, Ordering::Relaxed);
     let served = server.join();
     println!(

@@ -1,4 +1,5 @@
-//! The dashboard example serves both endpoints while its workload runs.
+//! The dashboard example serves both endpoints while its workload runs, on
+//! the global registry it configures (this test binary's only use of it).
 
 #[path = "../examples/dashboard.rs"]
 mod dashboard;
@@ -27,21 +28,23 @@ fn get(address: SocketAddr, path: &str) -> (String, String) {
 fn serves_metrics_and_locks_while_the_workload_runs() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
-    let registry = Registry::new();
+    let registry = dashboard::configure().expect("the global registry is unused");
+    assert_eq!(registry.id(), Registry::global().id());
+    assert!(dashboard::configure().is_err(), "configured twice");
     let stop = Arc::new(AtomicBool::new(false));
     let server = {
         let (registry, stop) = (registry.clone(), stop.clone());
         std::thread::spawn(move || dashboard::serve(listener, registry, stop))
     };
     let workload = {
-        let (registry, stop) = (registry.clone(), stop.clone());
+        let stop = stop.clone();
         std::thread::spawn(move || {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .unwrap()
-                .block_on(dashboard::workload(registry, stop));
+                .block_on(dashboard::workload(stop));
         })
     };
     // Let the workload produce some contention.
@@ -70,6 +73,21 @@ fn serves_metrics_and_locks_while_the_workload_runs() {
     assert!(channels.write_acquisitions > 0);
     assert!(channels.contended > 0);
     assert!(stats.resource("store").unwrap().acquisitions() > 0);
+    // The annotated handlers run on the configured global registry, so the
+    // live view names holders and where they took their lock.
+    let mut listed = false;
+    for _ in 0..200 {
+        let (_, locks) = get(address, "/locks");
+        let stats: keylock::Stats = serde_json::from_str(&locks).unwrap();
+        let live = &stats.resource("channels").unwrap().live;
+        if let Some(holder) = live.iter().find(|p| p.role == keylock::Role::Holding) {
+            assert!(holder.location.contains("dashboard.rs"), "{holder:?}");
+            assert!(holder.key.is_some(), "{holder:?}");
+            listed = true;
+            break;
+        }
+    }
+    assert!(listed, "/locks never listed a holder");
 
     let (status, _) = get(address, "/nope");
     assert_eq!(status, "HTTP/1.1 404 Not Found");

@@ -160,7 +160,9 @@ pub use observe::{
     DedupStats, Distribution, Operation, OperationKind, Participant, ResourceStats, Role, Stats,
     RECENT_OPERATIONS,
 };
-pub use registry::{Registry, RegistryBuilder, DEFAULT_FAIRNESS_BOUND, DEFAULT_SLOW_WAIT};
+pub use registry::{
+    GlobalInUse, Registry, RegistryBuilder, DEFAULT_FAIRNESS_BOUND, DEFAULT_SLOW_WAIT,
+};
 pub use resource::Resource;
 
 #[cfg(all(test, loom))]

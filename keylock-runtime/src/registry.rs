@@ -77,11 +77,37 @@ struct NamedScope {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The process-wide registry, built on first use: by
+/// [`Registry::global`] with default settings, or by
+/// [`RegistryBuilder::build_global`] with the application's.
+static GLOBAL: OnceLock<Registry> = OnceLock::new();
+
+/// [`RegistryBuilder::build_global`] came too late: the global registry
+/// already existed, built with the settings it had then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GlobalInUse;
+
+impl fmt::Display for GlobalInUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "the global keylock registry already exists, so it cannot be configured: call \
+             `RegistryBuilder::build_global` at start-up, before any annotated function without \
+             `registry = ...` runs and before any call to `Registry::global()`",
+        )
+    }
+}
+
+impl std::error::Error for GlobalInUse {}
+
 impl Registry {
-    /// The process-wide registry, created on first use with default
-    /// settings. Annotations use it unless told otherwise.
+    /// The process-wide registry. Annotations use it unless told
+    /// otherwise.
+    ///
+    /// Built on first use, with the settings given to
+    /// [`RegistryBuilder::build_global`] if that ran first, else with
+    /// default settings.
     pub fn global() -> &'static Registry {
-        static GLOBAL: OnceLock<Registry> = OnceLock::new();
         GLOBAL.get_or_init(Registry::new)
     }
 
@@ -331,6 +357,41 @@ impl RegistryBuilder {
     pub fn clock(mut self, clock: ManualClock) -> Self {
         self.clock = Clock::Manual(clock);
         self
+    }
+
+    /// Creates the process-wide registry, [`Registry::global`], with these
+    /// settings, so that annotated functions without `registry = ...`
+    /// use them. Call it once at start-up.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use keylock_runtime::Registry;
+    ///
+    /// let global = Registry::builder()
+    ///     .track_holders(true)
+    ///     .long_hold_warning(Duration::from_secs(5))
+    ///     .build_global()
+    ///     .expect("configured before first use");
+    /// assert_eq!(global.id(), Registry::global().id());
+    /// // Too late now: the global registry exists.
+    /// assert!(Registry::builder().build_global().is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`GlobalInUse`] when the global registry already exists (it was used,
+    /// or configured, before); it keeps the settings it was built with.
+    pub fn build_global(self) -> Result<&'static Registry, GlobalInUse> {
+        let mut built = false;
+        let global = GLOBAL.get_or_init(|| {
+            built = true;
+            self.build()
+        });
+        if built {
+            Ok(global)
+        } else {
+            Err(GlobalInUse)
+        }
     }
 
     /// Creates the registry.
