@@ -14,42 +14,40 @@ pub(crate) fn attribute(kind: Kind, args: TokenStream, item: TokenStream) -> Tok
         Ok(function) => function,
         Err(error) => return with_error(item, &error),
     };
-    let mut errors = Errors::default();
-    let mut steps = Vec::new();
-    match Args::parse(kind, args) {
-        Ok(args) => steps.push(args),
-        Err(error) => errors.add(error),
-    }
     // Later keylock attributes on the same function are expanded here, in
     // the order they are written, so stacked attributes acquire in that
     // order.
     let stacked = take_stacked(&mut function.attrs);
-    let mut imports = Vec::new();
-    for (kind, path, tokens) in stacked {
-        imports.push(path);
-        match Args::parse(kind, tokens) {
-            Ok(args) => steps.push(args),
-            Err(error) => errors.add(error),
-        }
-    }
-    for step in &steps {
-        errors.push(validate::combination(step));
-    }
-    errors.push(validate::function(kind, &function));
-    if let Err(error) = errors.finish() {
-        return with_error(quote!(#function), &error);
-    }
-    // The stacked attributes were expanded here, not by themselves: refer to
-    // their imports so `use keylock::read_lock;` does not look unused.
-    for path in imports.iter().filter(|path| path.segments.len() == 1) {
+    // They were expanded here, not by themselves: refer to their imports so
+    // `use keylock::read_lock;` does not look unused, whether or not the
+    // expansion succeeds.
+    for (_, path, _) in stacked
+        .iter()
+        .filter(|(_, path, _)| path.segments.len() == 1)
+    {
         function.block.stmts.insert(
             0,
             syn::parse_quote!(#[allow(unused_imports)] use #path as _;),
         );
     }
-    expand::function(&steps, function)
+    let mut errors = Errors::default();
+    let all = std::iter::once((kind, args))
+        .chain(stacked.into_iter().map(|(kind, _, tokens)| (kind, tokens)));
+    let mut steps = Vec::new();
+    for (kind, tokens) in all {
+        match Args::parse(kind, tokens).and_then(validate::step) {
+            Ok(step) => steps.push(step),
+            Err(error) => errors.add(error),
+        }
+    }
+    match errors.finish_with(validate::function(kind, &function, &steps)) {
+        Ok(shape) => expand::function(&steps, shape, function),
+        Err(error) => with_error(quote!(#function), &error),
+    }
 }
 
+/// The user's item, unchanged, followed by the error: the item keeps
+/// type-checking and IDEs keep seeing it.
 fn with_error(item: TokenStream, error: &syn::Error) -> TokenStream {
     let error = error.to_compile_error();
     quote!(#item #error)
