@@ -151,3 +151,161 @@ fn keylock_kind(attr: &Attribute) -> Option<Kind> {
         _ => None,
     }
 }
+
+/// Snapshots of whole expansions, pretty-printed, under
+/// `tests/snapshots/`. Update them with
+/// `KEYLOCK_BLESS=1 cargo test -p keylock-macros`.
+#[cfg(test)]
+mod snapshots {
+    use super::*;
+
+    fn check(name: &str, kind: Kind, args: TokenStream, item: TokenStream) {
+        let expanded = attribute(kind, args, item);
+        let file: syn::File = syn::parse2(expanded).expect("the expansion parses as items");
+        let actual = prettyplease::unparse(&file);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/snapshots")
+            .join(format!("{name}.rs"));
+        if std::env::var_os("KEYLOCK_BLESS").is_some() {
+            std::fs::write(&path, &actual).unwrap();
+            return;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            expected == actual,
+            "expansion of `{name}` changed; run `KEYLOCK_BLESS=1 cargo test -p keylock-macros` and review the diff\n{actual}"
+        );
+    }
+
+    #[test]
+    fn named_async() {
+        check(
+            "named_async",
+            Kind::Write,
+            quote!("db"),
+            quote!(
+                async fn save(&self) -> u64 {
+                    1
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn keyed_timeout_async_result() {
+        check(
+            "keyed_timeout_async_result",
+            Kind::Write,
+            quote!(
+                "sessions",
+                key = channel_id,
+                timeout = "5s",
+                registry = self.registry
+            ),
+            quote!(
+                async fn handle(&self, channel_id: u64) -> Result<(), BotError> {
+                    Ok(())
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn read_skip_blocking() {
+        check(
+            "read_skip_blocking",
+            Kind::Read,
+            quote!(key = name, on_busy = "skip"),
+            quote!(
+                fn query(name: &str) -> Option<usize> {
+                    Some(name.len())
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn dedup_blocking() {
+        check(
+            "dedup_blocking",
+            Kind::Dedup,
+            quote!(event.id, ttl = "10m"),
+            quote!(
+                fn on_event(event: &Event) {
+                    run(event)
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn dedup_wait_async() {
+        check(
+            "dedup_wait_async",
+            Kind::Dedup,
+            quote!("jobs", id, in_flight = "wait", on_duplicate = 0),
+            quote!(
+                async fn job(id: u64) -> u32 {
+                    1
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn stacked() {
+        check(
+            "stacked",
+            Kind::Read,
+            quote!("a"),
+            quote!(
+                #[write_lock("b", guard = b)]
+                fn both() -> bool {
+                    b.lock().is_locked()
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn async_trait_body() {
+        check(
+            "async_trait_body",
+            Kind::Write,
+            quote!("db"),
+            quote!(
+                fn on_message<'a>(&'a self) -> Pin<Box<dyn Future<Output = u64> + Send + 'a>> {
+                    Box::pin(async move { 1 })
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn returns_impl_future() {
+        check(
+            "returns_impl_future",
+            Kind::Write,
+            quote!("db", key = id),
+            quote!(
+                fn fetch(id: u64) -> impl Future<Output = u64> {
+                    async move { id }
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn returns_box_future_with_dedup() {
+        check(
+            "returns_box_future_with_dedup",
+            Kind::Dedup,
+            quote!(id),
+            quote!(
+                fn once(id: &u64) -> BoxFuture<'_, Option<u64>> {
+                    Box::pin(async move { Some(*id) })
+                }
+            ),
+        );
+    }
+}
