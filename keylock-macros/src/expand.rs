@@ -108,7 +108,7 @@ pub(crate) fn function(steps: &[Step], shape: Shape, mut item: ItemFn) -> TokenS
         Shape::Blocking => wrap_block(steps, Mode::Blocking, declared, &mut item.block),
         Shape::ReturnsFuture { boxed, output } => {
             let body = std::mem::take(&mut item.block.stmts);
-            let tokens = returned_future(steps, boxed, output.as_ref(), body);
+            let tokens = returned_future(steps, boxed, output.as_deref(), body);
             item.block.stmts = parse_quote!(#tokens);
         }
     }

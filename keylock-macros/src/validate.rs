@@ -81,7 +81,7 @@ pub(crate) enum Shape {
     /// releases.
     ReturnsFuture {
         boxed: bool,
-        output: Option<syn::Type>,
+        output: Option<Box<syn::Type>>,
     },
     /// Anything else: acquire by blocking at the start of the body.
     Blocking,
@@ -218,7 +218,7 @@ fn returned_future(ty: &syn::Type) -> Option<Shape> {
             match last.ident.to_string().as_str() {
                 "BoxFuture" | "LocalBoxFuture" => Some(Shape::ReturnsFuture {
                     boxed: true,
-                    output: args.first().map(|ty| (*ty).clone()),
+                    output: args.first().map(|ty| Box::new((*ty).clone())),
                 }),
                 "Pin" => {
                     let syn::Type::Path(boxed) = args.first()? else {
@@ -249,7 +249,7 @@ fn returned_future(ty: &syn::Type) -> Option<Shape> {
 /// `Future` bound without a written output; `None` without a `Future`.
 fn future_output<'a>(
     bounds: impl Iterator<Item = &'a syn::TypeParamBound>,
-) -> Option<Option<syn::Type>> {
+) -> Option<Option<Box<syn::Type>>> {
     for bound in bounds {
         let syn::TypeParamBound::Trait(bound) = bound else {
             continue;
@@ -265,7 +265,7 @@ fn future_output<'a>(
         };
         let output = args.args.iter().find_map(|arg| match arg {
             syn::GenericArgument::AssocType(assoc) if assoc.ident == "Output" => {
-                Some(assoc.ty.clone())
+                Some(Box::new(assoc.ty.clone()))
             }
             _ => None,
         });
