@@ -1,14 +1,16 @@
-//! Parsing attribute arguments into one typed configuration.
+//! Parsing attribute arguments into one raw configuration, [`Args`]:
+//! every argument as written, each value parsed (durations, capacities,
+//! choices) and spanned, duplicates rejected. Whether the arguments make
+//! sense together is `validate`'s question.
 //!
 //! Every argument error is collected, so one compile reports all of them,
-//! each spanned on the offending tokens.
+//! each spanned on the offending tokens. This module imports nothing from
+//! the rest of the crate.
 
 use proc_macro2::{Span, TokenStream};
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::{Expr, Ident, LitStr, Token};
-
-use crate::validate::{self, Duration};
 
 /// Which attribute is being expanded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,7 +170,8 @@ impl Args {
             return Ok(());
         }
         if self.kind == Kind::Dedup {
-            return set(&mut self.key, expr, "key", |e| e);
+            let span = syn::spanned::Spanned::span(&expr);
+            return set(&mut self.key, expr, span, "key");
         }
         let message = match &expr {
             Expr::Path(path) if path.path.get_ident().is_some() => format!(
@@ -183,6 +186,12 @@ impl Args {
     fn named(&mut self, name: &Ident, value: Expr) -> syn::Result<()> {
         let accepted = self.kind.accepted();
         let text = name.to_string();
+        if matches!(text.as_str(), "name" | "resource" | "scope") {
+            return Err(syn::Error::new(
+                name.span(),
+                positional_name(self.kind, &value),
+            ));
+        }
         if !accepted.contains(&text.as_str()) {
             return Err(syn::Error::new(
                 name.span(),
@@ -191,17 +200,23 @@ impl Args {
         }
         let span = name.span();
         match text.as_str() {
-            "key" => set(&mut self.key, value, "key", |e| e),
-            "registry" => set(&mut self.registry, value, "registry", |e| e),
-            "on_duplicate" => set(&mut self.on_duplicate, value, "on_duplicate", |e| e),
-            "timeout" => {
-                let duration = validate::duration(&value, "timeout")?;
-                set_spanned(&mut self.timeout, duration, span, "timeout")
-            }
-            "ttl" => {
-                let duration = validate::duration(&value, "ttl")?;
-                set_spanned(&mut self.ttl, duration, span, "ttl")
-            }
+            "key" => set(&mut self.key, value, span, "key"),
+            "registry" => set(&mut self.registry, value, span, "registry"),
+            "on_duplicate" => set(&mut self.on_duplicate, value, span, "on_duplicate"),
+            "timeout" => set_spanned(
+                &mut self.timeout,
+                duration(&value, "timeout")?,
+                span,
+                "timeout",
+            ),
+            "ttl" => set_spanned(&mut self.ttl, duration(&value, "ttl")?, span, "ttl"),
+            "capacity" => set_spanned(&mut self.capacity, capacity(&value)?, span, "capacity"),
+            "keep_on_error" => set_spanned(
+                &mut self.keep_on_error,
+                flag(&value, "keep_on_error")?,
+                span,
+                "keep_on_error",
+            ),
             "on_busy" => {
                 let on_busy = choice(
                     &value,
@@ -218,53 +233,182 @@ impl Args {
                 )?;
                 set_spanned(&mut self.in_flight, in_flight, span, "in_flight")
             }
-            "capacity" => {
-                let capacity = validate::capacity(&value)?;
-                set_spanned(&mut self.capacity, capacity, span, "capacity")
-            }
-            "keep_on_error" => {
-                let Expr::Lit(syn::ExprLit {
-                    lit: syn::Lit::Bool(flag),
-                    ..
-                }) = &value
-                else {
-                    return Err(syn::Error::new_spanned(
-                        value,
-                        "`keep_on_error` takes `true` or `false`",
-                    ));
-                };
-                set_spanned(&mut self.keep_on_error, flag.value, span, "keep_on_error")
-            }
-            "guard" => {
-                let Expr::Path(path) = &value else {
-                    return Err(guard_error(&value));
-                };
-                let Some(ident) = path.path.get_ident() else {
-                    return Err(guard_error(&value));
-                };
-                if self.guard.is_some() {
-                    return Err(duplicate(span, "guard"));
-                }
-                self.guard = Some(ident.clone());
-                Ok(())
-            }
-            "crate" => {
-                let lit = string_lit(&value, "crate", "a path such as \"::my_keylock\"")?;
-                let path = lit.parse::<syn::Path>().map_err(|_| {
-                    syn::Error::new_spanned(
-                        &lit,
-                        "`crate` must be a path to the keylock crate, such as \"::my_keylock\"",
-                    )
-                })?;
-                if self.krate.is_some() {
-                    return Err(duplicate(span, "crate"));
-                }
-                self.krate = Some(path);
-                Ok(())
-            }
-            _ => unreachable!("checked against the accepted list"),
+            "guard" => set(&mut self.guard, guard(&value)?, span, "guard"),
+            "crate" => set(&mut self.krate, crate_path(&value)?, span, "crate"),
+            _ => Err(syn::Error::new(
+                span,
+                unknown_argument(self.kind, &text, accepted),
+            )),
         }
     }
+}
+
+/// The hint for `name = "db"`: the name is the first, unnamed argument.
+fn positional_name(kind: Kind, value: &Expr) -> String {
+    let attr = kind.attr_name();
+    let (what, example) = match kind {
+        Kind::Read | Kind::Write => ("resource", "db"),
+        Kind::Dedup => ("scope", "jobs"),
+    };
+    let name = match value {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(lit),
+            ..
+        }) => lit.value(),
+        _ => example.to_owned(),
+    };
+    let rest = if kind == Kind::Dedup { ", key" } else { "" };
+    format!("the {what} name is positional: write `#[{attr}(\"{name}\"{rest})]`")
+}
+
+/// The variable a `guard = name` argument binds.
+fn guard(value: &Expr) -> syn::Result<Ident> {
+    match value {
+        Expr::Path(path) => path
+            .path
+            .get_ident()
+            .cloned()
+            .ok_or_else(|| guard_error(value)),
+        _ => Err(guard_error(value)),
+    }
+}
+
+/// The path a `crate = "path"` argument gives.
+fn crate_path(value: &Expr) -> syn::Result<syn::Path> {
+    let lit = string_lit(value, "crate", "a path such as \"::my_keylock\"")?;
+    lit.parse::<syn::Path>().map_err(|_| {
+        syn::Error::new_spanned(
+            &lit,
+            "`crate` must be a path to the keylock crate, such as \"::my_keylock\"",
+        )
+    })
+}
+
+/// `true` or `false`.
+fn flag(value: &Expr, name: &str) -> syn::Result<bool> {
+    match value {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Bool(flag),
+            ..
+        }) => Ok(flag.value),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("`{name}` takes `true` or `false`"),
+        )),
+    }
+}
+
+/// A duration parsed at compile time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Duration {
+    pub(crate) millis: u64,
+}
+
+const DURATION_FORMS: &str =
+    "a number and a unit (`ms`, `s`, `m`, `h`), such as \"250ms\", \"30s\", \"5m\", \"1h\" or \"1m30s\"";
+
+/// Parses `"250ms"`, `"30s"`, `"5m"`, `"1h"` and combinations (`"1m30s"`).
+pub(crate) fn duration(value: &Expr, name: &str) -> syn::Result<Duration> {
+    let lit = match value {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(lit),
+            ..
+        }) => lit,
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(int),
+            ..
+        }) => {
+            return Err(syn::Error::new_spanned(
+                int,
+                format!(
+                    "`{name}` needs a unit: write \"{}s\" or \"{}ms\"",
+                    int.base10_digits(),
+                    int.base10_digits()
+                ),
+            ))
+        }
+        _ => {
+            return Err(syn::Error::new_spanned(
+                value,
+                format!("`{name}` takes a string literal: {DURATION_FORMS}"),
+            ))
+        }
+    };
+    let text = lit.value();
+    let invalid = || {
+        syn::Error::new_spanned(
+            lit,
+            format!("invalid duration \"{text}\"; expected {DURATION_FORMS}"),
+        )
+    };
+    let millis = parse_millis(&text).ok_or_else(invalid)?;
+    if millis == 0 {
+        return Err(syn::Error::new_spanned(
+            lit,
+            format!("`{name}` must be greater than zero"),
+        ));
+    }
+    Ok(Duration { millis })
+}
+
+fn parse_millis(text: &str) -> Option<u64> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    let mut last_unit = u64::MAX;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let number: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (1, 2)
+        } else if rest.starts_with('s') {
+            (1_000, 1)
+        } else if rest.starts_with('m') {
+            (60_000, 1)
+        } else if rest.starts_with('h') {
+            (3_600_000, 1)
+        } else {
+            return None;
+        };
+        // Units go from largest to smallest, each once: "1h30m", not "30m1h".
+        if unit >= last_unit {
+            return None;
+        }
+        last_unit = unit;
+        rest = &rest[len..];
+        total = total.checked_add(number.checked_mul(unit)?)?;
+    }
+    Some(total)
+}
+
+/// Parses a positive integer literal.
+pub(crate) fn capacity(value: &Expr) -> syn::Result<u64> {
+    let Expr::Lit(syn::ExprLit {
+        lit: syn::Lit::Int(int),
+        ..
+    }) = value
+    else {
+        return Err(syn::Error::new_spanned(
+            value,
+            "`capacity` takes an integer literal, such as `capacity = 50_000`",
+        ));
+    };
+    let capacity: u64 = int.base10_parse()?;
+    if capacity == 0 {
+        return Err(syn::Error::new_spanned(
+            int,
+            "`capacity` must be at least 1: it is how many keys are remembered",
+        ));
+    }
+    Ok(capacity)
 }
 
 /// One of two string values; the first is the default.
@@ -307,19 +451,12 @@ fn duplicate(span: Span, name: &str) -> syn::Error {
     syn::Error::new(span, format!("`{name}` set more than once"))
 }
 
-fn set<T>(
-    slot: &mut Option<T>,
-    value: Expr,
-    name: &str,
-    map: impl FnOnce(Expr) -> T,
-) -> syn::Result<()> {
+/// Stores an argument, rejecting a second one at the second's name.
+fn set<T>(slot: &mut Option<T>, value: T, span: Span, name: &str) -> syn::Result<()> {
     if slot.is_some() {
-        return Err(syn::Error::new_spanned(
-            value,
-            format!("`{name}` set more than once"),
-        ));
+        return Err(duplicate(span, name));
     }
-    *slot = Some(map(value));
+    *slot = Some(value);
     Ok(())
 }
 
@@ -329,11 +466,7 @@ fn set_spanned<T>(
     span: Span,
     name: &str,
 ) -> syn::Result<()> {
-    if slot.is_some() {
-        return Err(duplicate(span, name));
-    }
-    *slot = Some(Spanned { value, span });
-    Ok(())
+    set(slot, Spanned { value, span }, span, name)
 }
 
 fn unknown_argument(kind: Kind, got: &str, accepted: &[&str]) -> String {
@@ -395,9 +528,19 @@ impl Errors {
     }
 
     pub(crate) fn finish(self) -> syn::Result<()> {
-        match self.0 {
-            Some(error) => Err(error),
-            None => Ok(()),
+        self.finish_with(Ok(()))
+    }
+
+    /// `last`'s value if nothing failed; otherwise every error, `last`'s
+    /// included.
+    pub(crate) fn finish_with<T>(self, last: syn::Result<T>) -> syn::Result<T> {
+        match (self.0, last) {
+            (None, last) => last,
+            (Some(error), Ok(_)) => Err(error),
+            (Some(mut error), Err(more)) => {
+                error.combine(more);
+                Err(error)
+            }
         }
     }
 }
@@ -452,8 +595,45 @@ mod tests {
     }
 
     #[test]
+    fn name_written_as_an_argument_says_it_is_positional() {
+        for (kind, tokens) in [
+            (Kind::Write, quote!(name = "db")),
+            (Kind::Read, quote!(resource = "db")),
+            (Kind::Dedup, quote!(scope = "jobs", key = id)),
+        ] {
+            let error = Args::parse(kind, tokens).err().unwrap().to_string();
+            assert!(error.contains("is positional"), "{error}");
+        }
+    }
+
+    #[test]
     fn key_comparison_is_not_a_named_argument() {
         let args = Args::parse(Kind::Dedup, quote!(a == b)).unwrap();
         assert!(args.key.is_some());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_millis("250ms"), Some(250));
+        assert_eq!(parse_millis("30s"), Some(30_000));
+        assert_eq!(parse_millis("5m"), Some(300_000));
+        assert_eq!(parse_millis("1h"), Some(3_600_000));
+        assert_eq!(parse_millis("1m30s"), Some(90_000));
+        assert_eq!(parse_millis("1h1m1s1ms"), Some(3_661_001));
+        assert_eq!(parse_millis("0s"), Some(0));
+        for bad in [
+            "",
+            "30",
+            "s",
+            "30 s",
+            "1.5s",
+            "30sec",
+            "30s1m",
+            "1s1s",
+            "-1s",
+            "99999999999999999999h",
+        ] {
+            assert_eq!(parse_millis(bad), None, "{bad}");
+        }
     }
 }

@@ -14,42 +14,40 @@ pub(crate) fn attribute(kind: Kind, args: TokenStream, item: TokenStream) -> Tok
         Ok(function) => function,
         Err(error) => return with_error(item, &error),
     };
-    let mut errors = Errors::default();
-    let mut steps = Vec::new();
-    match Args::parse(kind, args) {
-        Ok(args) => steps.push(args),
-        Err(error) => errors.add(error),
-    }
     // Later keylock attributes on the same function are expanded here, in
     // the order they are written, so stacked attributes acquire in that
     // order.
     let stacked = take_stacked(&mut function.attrs);
-    let mut imports = Vec::new();
-    for (kind, path, tokens) in stacked {
-        imports.push(path);
-        match Args::parse(kind, tokens) {
-            Ok(args) => steps.push(args),
-            Err(error) => errors.add(error),
-        }
-    }
-    for step in &steps {
-        errors.push(validate::combination(step));
-    }
-    errors.push(validate::function(kind, &function));
-    if let Err(error) = errors.finish() {
-        return with_error(quote!(#function), &error);
-    }
-    // The stacked attributes were expanded here, not by themselves: refer to
-    // their imports so `use keylock::read_lock;` does not look unused.
-    for path in imports.iter().filter(|path| path.segments.len() == 1) {
+    // They were expanded here, not by themselves: refer to their imports so
+    // `use keylock::read_lock;` does not look unused, whether or not the
+    // expansion succeeds.
+    for (_, path, _) in stacked
+        .iter()
+        .filter(|(_, path, _)| path.segments.len() == 1)
+    {
         function.block.stmts.insert(
             0,
             syn::parse_quote!(#[allow(unused_imports)] use #path as _;),
         );
     }
-    expand::function(&steps, function)
+    let mut errors = Errors::default();
+    let all = std::iter::once((kind, args))
+        .chain(stacked.into_iter().map(|(kind, _, tokens)| (kind, tokens)));
+    let mut steps = Vec::new();
+    for (kind, tokens) in all {
+        match Args::parse(kind, tokens).and_then(validate::step) {
+            Ok(step) => steps.push(step),
+            Err(error) => errors.add(error),
+        }
+    }
+    match errors.finish_with(validate::function(kind, &function, &steps)) {
+        Ok(shape) => expand::function(&steps, shape, function),
+        Err(error) => with_error(quote!(#function), &error),
+    }
 }
 
+/// The user's item, unchanged, followed by the error: the item keeps
+/// type-checking and IDEs keep seeing it.
 fn with_error(item: TokenStream, error: &syn::Error) -> TokenStream {
     let error = error.to_compile_error();
     quote!(#item #error)
@@ -151,5 +149,163 @@ fn keylock_kind(attr: &Attribute) -> Option<Kind> {
         "write_lock" => Some(Kind::Write),
         "dedup" => Some(Kind::Dedup),
         _ => None,
+    }
+}
+
+/// Snapshots of whole expansions, pretty-printed, under
+/// `tests/snapshots/`. Update them with
+/// `KEYLOCK_BLESS=1 cargo test -p keylock-macros`.
+#[cfg(test)]
+mod snapshots {
+    use super::*;
+
+    fn check(name: &str, kind: Kind, args: TokenStream, item: TokenStream) {
+        let expanded = attribute(kind, args, item);
+        let file: syn::File = syn::parse2(expanded).expect("the expansion parses as items");
+        let actual = prettyplease::unparse(&file);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/snapshots")
+            .join(format!("{name}.rs"));
+        if std::env::var_os("KEYLOCK_BLESS").is_some() {
+            std::fs::write(&path, &actual).unwrap();
+            return;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            expected == actual,
+            "expansion of `{name}` changed; run `KEYLOCK_BLESS=1 cargo test -p keylock-macros` and review the diff\n{actual}"
+        );
+    }
+
+    #[test]
+    fn named_async() {
+        check(
+            "named_async",
+            Kind::Write,
+            quote!("db"),
+            quote!(
+                async fn save(&self) -> u64 {
+                    1
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn keyed_timeout_async_result() {
+        check(
+            "keyed_timeout_async_result",
+            Kind::Write,
+            quote!(
+                "sessions",
+                key = channel_id,
+                timeout = "5s",
+                registry = self.registry
+            ),
+            quote!(
+                async fn handle(&self, channel_id: u64) -> Result<(), BotError> {
+                    Ok(())
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn read_skip_blocking() {
+        check(
+            "read_skip_blocking",
+            Kind::Read,
+            quote!(key = name, on_busy = "skip"),
+            quote!(
+                fn query(name: &str) -> Option<usize> {
+                    Some(name.len())
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn dedup_blocking() {
+        check(
+            "dedup_blocking",
+            Kind::Dedup,
+            quote!(event.id, ttl = "10m"),
+            quote!(
+                fn on_event(event: &Event) {
+                    run(event)
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn dedup_wait_async() {
+        check(
+            "dedup_wait_async",
+            Kind::Dedup,
+            quote!("jobs", id, in_flight = "wait", on_duplicate = 0),
+            quote!(
+                async fn job(id: u64) -> u32 {
+                    1
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn stacked() {
+        check(
+            "stacked",
+            Kind::Read,
+            quote!("a"),
+            quote!(
+                #[write_lock("b", guard = b)]
+                fn both() -> bool {
+                    b.lock().is_locked()
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn async_trait_body() {
+        check(
+            "async_trait_body",
+            Kind::Write,
+            quote!("db"),
+            quote!(
+                fn on_message<'a>(&'a self) -> Pin<Box<dyn Future<Output = u64> + Send + 'a>> {
+                    Box::pin(async move { 1 })
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn returns_impl_future() {
+        check(
+            "returns_impl_future",
+            Kind::Write,
+            quote!("db", key = id),
+            quote!(
+                fn fetch(id: u64) -> impl Future<Output = u64> {
+                    async move { id }
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn returns_box_future_with_dedup() {
+        check(
+            "returns_box_future_with_dedup",
+            Kind::Dedup,
+            quote!(id),
+            quote!(
+                fn once(id: &u64) -> BoxFuture<'_, Option<u64>> {
+                    Box::pin(async move { Some(*id) })
+                }
+            ),
+        );
     }
 }

@@ -1,19 +1,90 @@
-//! Rewriting the annotated function: keep the signature, acquire at the
-//! start of the body.
+//! Rewriting the annotated function from its checked plan: keep the
+//! signature, acquire at the start of the body.
 //!
-//! Three shapes of function:
-//! - `async fn`: the acquisition is awaited at the start of the body;
-//! - a function whose body is `Box::pin(async move { .. })` (what
-//!   `#[async_trait]` produces): the acquisition is awaited at the start of
-//!   the async block, so the lock covers the whole call and not just the
-//!   building of the future;
+//! Where the acquisition goes depends on the function's [`Shape`]:
+//! - `async fn`: awaited at the start of the body;
+//! - a body that is `Box::pin(async move { .. })` (what `#[async_trait]`
+//!   produces): awaited at the start of the async block, so the lock covers
+//!   the whole call and not just the building of the future;
+//! - a function declared to return a future: the body builds the future as
+//!   before, and a new future acquires, awaits it and releases;
 //! - any other function: the acquisition blocks at the start of the body.
+//!
+//! One lock step, in an `async fn`:
+//!
+//! ```text
+//! // Input:
+//! #[write_lock("sessions", key = channel_id, timeout = "5s")]
+//! async fn handle(&self, channel_id: u64) -> Result<(), BotError> { BODY }
+//!
+//! // Output:
+//! async fn handle(&self, channel_id: u64) -> Result<(), BotError> {
+//!     let __keylock_guard_0 = {
+//!         static __KEYLOCK_SITE: ::keylock::__private::SiteCache = ..::new();
+//!         let __keylock_registry: &::keylock::Registry = ::keylock::Registry::global();
+//!         let __keylock_lock = {
+//!             use ::keylock::__private::{KeyProbeRef as _, KeyProbeValue as _, ..};
+//!             __KEYLOCK_SITE.key_lock(__keylock_registry, || "sessions",
+//!                 ::keylock::__private::key_arg((&&&&KeyProbe(&(channel_id))).key()))
+//!         };
+//!         match ::keylock::__private::acquire::<::keylock::WriteGuard, _>(
+//!             __keylock_lock,
+//!             ::keylock::__private::Timeout(::core::time::Duration::from_millis(5000)),
+//!         ).wait().await {
+//!             Ok(guard) => guard,
+//!             Err(__keylock_error) => return ::keylock::__private::lock_failure(__keylock_error),
+//!         }
+//!     };
+//!     // Only when the function can return an `Err`: run the body, then
+//!     // count a failure while the lock was held.
+//!     let __keylock_result: Result<(), BotError> = async move { BODY }.await;
+//!     let __keylock_failed = (&&OutcomeProbe(&__keylock_result)).is_failure();
+//!     GuardOutcome::body_finished(&__keylock_guard_0, __keylock_failed);
+//!     __keylock_result
+//! }
+//! ```
+//!
+//! One dedup step, in a blocking function:
+//!
+//! ```text
+//! // Input:
+//! #[dedup(event.id, ttl = "10m")]
+//! fn on_event(event: &Event) { BODY }
+//!
+//! // Output:
+//! fn on_event(event: &Event) {
+//!     let __keylock_claim_0 = {
+//!         use ::keylock::__private::{KeyProbeRef as _, KeyProbeValue as _, ..};
+//!         static __KEYLOCK_SITE: ::keylock::__private::SiteCache = ..::new();
+//!         fn __keylock_marker() {}
+//!         let __keylock_registry: &::keylock::Registry = ::keylock::Registry::global();
+//!         match ::keylock::__private::key_arg((&&&&KeyProbe(&(event.id))).key()) {
+//!             __keylock_key => match __KEYLOCK_SITE.dedup(
+//!                 __keylock_registry,
+//!                 || fn_path(type_name_of_val(&__keylock_marker)),
+//!                 || DedupOptions::new().ttl(Duration::from_millis(600000)),
+//!                 |__keylock_scope| ::keylock::__private::try_claim(__keylock_scope, __keylock_key),
+//!             ) {
+//!                 Ok(claim) => claim,
+//!                 Err(__keylock_error) => return ::keylock::__private::duplicate(
+//!                     move || __keylock_error.into_error()),
+//!             },
+//!         }
+//!     };
+//!     let __keylock_result: () = ::keylock::__private::call_once(move || -> () { BODY });
+//!     let __keylock_failed = (&&OutcomeProbe(&__keylock_result)).is_failure();
+//!     __keylock_claim_0.finish(__keylock_failed);
+//!     __keylock_result
+//! }
+//! ```
+//!
+//! The snapshots in `tests/snapshots/` show every shape in full.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::{parse_quote, Block, Expr, ItemFn, Stmt};
 
-use crate::args::{Args, InFlight, Kind, OnBusy};
+use crate::validate::{Access, DedupStep, LockStep, Shape, Site, Step, Wait};
 
 /// How the body waits.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -22,40 +93,158 @@ enum Mode {
     Blocking,
 }
 
-/// Rewrites `item` so that it acquires every step of `steps`, in order,
-/// before its body runs.
-pub(crate) fn function(steps: &[Args], mut item: ItemFn) -> TokenStream {
+/// Rewrites `item`, of the given shape, so that it acquires every step of
+/// `steps`, in order, before its body runs.
+pub(crate) fn function(steps: &[Step], shape: Shape, mut item: ItemFn) -> TokenStream {
     let declared = declared_output(&item);
-    let (mode, block, output) = if item.sig.asyncness.is_some() {
-        (Mode::Async, &mut *item.block, declared)
-    } else if let Some(block) = boxed_async_block(&mut item.block) {
-        // The future's output type is not written anywhere we can see.
-        (Mode::Async, block, None)
-    } else {
-        (Mode::Blocking, &mut *item.block, declared)
-    };
-    let mut prologue: Vec<Stmt> = Vec::new();
-    for (index, step) in steps.iter().enumerate() {
-        let tokens = match step.kind {
-            Kind::Read | Kind::Write => lock_step(step, mode, index),
-            Kind::Dedup => dedup_step(step, mode, index),
-        };
-        prologue.push(parse_quote!(#tokens));
+    match shape {
+        Shape::AsyncFn => wrap_block(steps, Mode::Async, declared, &mut item.block),
+        Shape::BoxedAsyncBlock => {
+            // The future's output type is not written anywhere we can see.
+            let block = boxed_async_block(&mut item.block)
+                .expect("validated: the body is `Box::pin(async move { .. })`");
+            wrap_block(steps, Mode::Async, None, block);
+        }
+        Shape::Blocking => wrap_block(steps, Mode::Blocking, declared, &mut item.block),
+        Shape::ReturnsFuture { boxed, output } => {
+            let body = std::mem::take(&mut item.block.stmts);
+            let tokens = returned_future(steps, boxed, output.as_deref(), body);
+            item.block.stmts = parse_quote!(#tokens);
+        }
     }
-    // Observing the outcome wraps the body; do it only where the outcome
-    // matters: a dedup claim must commit or release, and a lock counts
-    // errors only of functions that can return one. A function that never
-    // returns has no outcome at all.
-    let has_dedup = steps.iter().any(|step| step.kind == Kind::Dedup);
-    let returns = !matches!(output, Some(syn::Type::Never(_)));
-    if returns && (has_dedup || may_return_err(output.as_ref())) {
+    quote!(#item)
+}
+
+/// Puts the acquisitions at the start of `block`, and observes the
+/// outcome of the rest where it matters.
+fn wrap_block(steps: &[Step], mode: Mode, output: Option<syn::Type>, block: &mut Block) {
+    let prologue: Vec<Stmt> = steps
+        .iter()
+        .enumerate()
+        .map(|(index, step)| {
+            let tokens = match step {
+                Step::Lock(step) => lock_step(step, mode, index),
+                Step::Dedup(step) => dedup_step(step, mode, index),
+            };
+            parse_quote!(#tokens)
+        })
+        .collect();
+    if observes_outcome(steps, output.as_ref()) {
         let body = std::mem::take(&mut block.stmts);
-        let tokens = observe_outcome(steps, mode, output.as_ref(), body);
+        let private = private(steps[0].site());
+        let run = match mode {
+            Mode::Async => quote!(async move { #(#body)* }.await),
+            Mode::Blocking => {
+                let arrow = output.as_ref().map(|ty| quote!(-> #ty));
+                quote!(#private::call_once(move || #arrow { #(#body)* }))
+            }
+        };
+        let tokens = observe_outcome(steps, output.as_ref(), run);
         let wrapped: Block = parse_quote!({ #tokens });
         block.stmts = wrapped.stmts;
     }
     block.stmts.splice(0..0, prologue);
-    quote!(#item)
+}
+
+/// Observing the outcome wraps the body; do it only where the outcome
+/// matters: a dedup claim must commit or release, and a lock counts errors
+/// only of functions that can return one. A function that never returns
+/// has no outcome at all.
+fn observes_outcome(steps: &[Step], output: Option<&syn::Type>) -> bool {
+    let has_dedup = steps.iter().any(|step| matches!(step, Step::Dedup(_)));
+    let returns = !matches!(output, Some(syn::Type::Never(_)));
+    returns && (has_dedup || may_return_err(output))
+}
+
+/// A function declared to return a future: the lock (or claim) must cover
+/// the future until it completes, not just its building.
+///
+/// ```text
+/// // Input:
+/// #[write_lock("db")]
+/// fn query(&self) -> impl Future<Output = u64> + '_ { BODY }
+///
+/// // Output:
+/// fn query(&self) -> impl Future<Output = u64> + '_ {
+///     // Evaluated at the call, as the unannotated function would: the
+///     // lock handle, then the body, which builds the future.
+///     let __keylock_lock_0 = { static __KEYLOCK_SITE: ..; .. __KEYLOCK_SITE.lock(..) };
+///     let __keylock_future = ::keylock::__private::call_once(move || { BODY });
+///     async move {
+///         let __keylock_guard_0 = {
+///             let __keylock_lock = __keylock_lock_0;
+///             ::keylock::__private::acquire::<::keylock::WriteGuard, _>(
+///                 __keylock_lock, ::keylock::__private::Block).wait().await
+///         };
+///         __keylock_future.await
+///     }
+/// }
+/// ```
+///
+/// A boxed future (`Pin<Box<dyn Future ..>>`, `BoxFuture`) is returned as
+/// `Box::pin(async move { .. })`.
+fn returned_future(
+    steps: &[Step],
+    boxed: bool,
+    output: Option<&syn::Type>,
+    body: Vec<Stmt>,
+) -> TokenStream {
+    let site = Span::mixed_site();
+    let private = private(steps[0].site());
+    let mut at_call = Vec::new();
+    let mut in_future = Vec::new();
+    for (index, step) in steps.iter().enumerate() {
+        let handle = format_ident!("__keylock_lock_{}", index, span = site);
+        match step {
+            Step::Lock(step) => {
+                let lookup = lock_lookup(step);
+                at_call.push(quote_spanned!(site=> let #handle = #lookup;));
+                let binding = guard_binding(step, index);
+                let acquire = lock_acquire(step, Mode::Async);
+                in_future.push(quote_spanned! {site=>
+                    let #binding = {
+                        let __keylock_lock = #handle;
+                        #acquire
+                    };
+                });
+            }
+            Step::Dedup(step) => {
+                let later = later_claim(step);
+                at_call.push(quote_spanned!(site=> let #handle = #later;));
+                let binding = format_ident!("__keylock_claim_{}", index, span = site);
+                let claim = if step.wait {
+                    quote_spanned!(site=> #handle.claim_or_wait().await)
+                } else {
+                    quote_spanned!(site=> #handle.try_claim())
+                };
+                let on_duplicate =
+                    on_duplicate(step, quote_spanned!(site=> move || __keylock_error));
+                in_future.push(quote_spanned! {site=>
+                    let #binding = match #claim {
+                        ::core::result::Result::Ok(claim) => claim,
+                        ::core::result::Result::Err(__keylock_error) => #on_duplicate,
+                    };
+                });
+            }
+        }
+    }
+    let run = quote_spanned!(site=> __keylock_future.await);
+    let rest = if observes_outcome(steps, output) {
+        observe_outcome(steps, output, run)
+    } else {
+        run
+    };
+    let future = quote_spanned!(site=> async move { #(#in_future)* #rest });
+    let future = if boxed {
+        quote_spanned!(site=> ::std::boxed::Box::pin(#future))
+    } else {
+        future
+    };
+    quote_spanned! {site=>
+        #(#at_call)*
+        let __keylock_future = #private::call_once(move || { #(#body)* });
+        #future
+    }
 }
 
 /// Whether a function with this return type can return an `Err`: unknown
@@ -88,39 +277,24 @@ fn declared_output(item: &ItemFn) -> Option<syn::Type> {
     }
 }
 
-/// Runs the original body in a closure or async block, so that `return`
-/// and `?` inside it end only the body, then tells each step whether the
-/// result is a failure (an `Err`): a dedup claim commits or releases, a
-/// held lock counts a body that failed while holding it. Steps are told in
-/// reverse order, innermost first.
-fn observe_outcome(
-    steps: &[Args],
-    mode: Mode,
-    output: Option<&syn::Type>,
-    body: Vec<Stmt>,
-) -> TokenStream {
+/// Runs the original body (`run`: a closure call or an awaited async
+/// block, so that `return` and `?` inside it end only the body), then tells
+/// each step whether the result is a failure (an `Err`): a dedup claim
+/// commits or releases, a held lock counts a body that failed while holding
+/// it. Steps are told in reverse order, innermost first.
+fn observe_outcome(steps: &[Step], output: Option<&syn::Type>, run: TokenStream) -> TokenStream {
     let site = Span::mixed_site();
-    let private = {
-        let krate = krate(&steps[0]);
-        quote!(#krate::__private)
-    };
+    let private = private(steps[0].site());
     let result = quote_spanned!(site=> __keylock_result);
     let annotation = output.map(|ty| quote!(: #ty));
-    let run = match mode {
-        Mode::Async => quote!(async move { #(#body)* }.await),
-        Mode::Blocking => {
-            let arrow = output.map(|ty| quote!(-> #ty));
-            quote!(#private::call_once(move || #arrow { #(#body)* }))
-        }
-    };
-    let finishes = steps.iter().enumerate().rev().map(|(index, step)| match step.kind {
-        Kind::Dedup => {
+    let finishes = steps.iter().enumerate().rev().map(|(index, step)| match step {
+        Step::Dedup(_) => {
             let claim = format_ident!("__keylock_claim_{}", index, span = site);
             quote_spanned!(site=> #claim.finish(__keylock_failed);)
         }
         // A guard the body took over (`guard = ...`) may be gone by now.
-        Kind::Read | Kind::Write if step.guard.is_some() => TokenStream::new(),
-        Kind::Read | Kind::Write => {
+        Step::Lock(LockStep { guard: Some(_), .. }) => TokenStream::new(),
+        Step::Lock(_) => {
             let guard = format_ident!("__keylock_guard_{}", index, span = site);
             quote_spanned!(site=> #private::GuardOutcome::body_finished(&#guard, __keylock_failed);)
         }
@@ -142,59 +316,76 @@ fn boxed_async_block(block: &mut Block) -> Option<&mut Block> {
     let Some(Stmt::Expr(Expr::Call(call), None)) = block.stmts.last_mut() else {
         return None;
     };
-    let Expr::Path(func) = &*call.func else {
-        return None;
-    };
-    let segments: Vec<String> = func
-        .path
-        .segments
-        .iter()
-        .map(|segment| segment.ident.to_string())
-        .collect();
-    if !segments.ends_with(&["Box".to_owned(), "pin".to_owned()]) || call.args.len() != 1 {
-        return None;
-    }
     match call.args.first_mut() {
         Some(Expr::Async(async_block)) => Some(&mut async_block.block),
         _ => None,
     }
 }
 
-fn krate(step: &Args) -> TokenStream {
-    match &step.krate {
+fn krate(site: &Site) -> TokenStream {
+    match &site.krate {
         Some(path) => quote!(#path),
         None => quote!(::keylock),
     }
 }
 
+/// The crate path with every token spanned on `span`, so that a trait
+/// error of a call through it points at the user's argument.
+fn krate_at(site: &Site, span: Span) -> TokenStream {
+    match &site.krate {
+        Some(path) => quote_spanned!(span=> #path),
+        None => quote_spanned!(span=> ::keylock),
+    }
+}
+
+fn private(site: &Site) -> TokenStream {
+    let krate = krate(site);
+    quote!(#krate::__private)
+}
+
 /// The name expression (a closure returning `&'static str`) and the marker
 /// item the default name needs.
-fn name(step: &Args, private: &TokenStream) -> (TokenStream, TokenStream) {
-    let site = Span::mixed_site();
-    match &step.name {
+fn name(site: &Site) -> (TokenStream, TokenStream) {
+    let mixed = Span::mixed_site();
+    let private = private(site);
+    match &site.name {
         Some(lit) => (quote!(|| #lit), TokenStream::new()),
         None => (
-            quote_spanned!(site=> || #private::fn_path(::core::any::type_name_of_val(&__keylock_marker))),
-            quote_spanned!(site=> fn __keylock_marker() {}),
+            quote_spanned!(mixed=> || #private::fn_path(::core::any::type_name_of_val(&__keylock_marker))),
+            quote_spanned!(mixed=> fn __keylock_marker() {}),
         ),
     }
 }
 
-fn registry(step: &Args, krate: &TokenStream) -> TokenStream {
-    match &step.registry {
+fn registry(site: &Site) -> TokenStream {
+    match &site.registry {
         Some(expr) => quote!(&(#expr)),
-        None => quote!(#krate::Registry::global()),
+        None => {
+            let krate = krate(site);
+            quote!(#krate::Registry::global())
+        }
     }
 }
 
-/// `(&&KeyProbe(&(key))).key()`, spanned on the user's key expression so
-/// that type errors point at it.
-fn key(expr: &Expr, private: &TokenStream) -> TokenStream {
+/// The key as a `&Q` with `Q: LockKey`, one reference removed; spanned on
+/// the user's key expression, so that a type that is not a key gets one
+/// error there. The probe traits must be in scope.
+fn key(expr: &Expr, site: &Site) -> TokenStream {
     let span = syn::spanned::Spanned::span(expr);
-    quote_spanned!(span=> (&&#private::KeyProbe(&(#expr))).key())
+    let private = private(site);
+    quote_spanned!(span=> #private::key_arg((&&&&#private::KeyProbe(&(#expr))).key()))
 }
 
-fn guard_binding(step: &Args, index: usize) -> TokenStream {
+/// Brings the key probe traits into scope.
+fn key_probes(site: &Site) -> TokenStream {
+    let private = private(site);
+    quote! {
+        #[allow(unused_imports)]
+        use #private::{KeyProbeOther as _, KeyProbeRef as _, KeyProbeRefOther as _, KeyProbeValue as _};
+    }
+}
+
+fn guard_binding(step: &LockStep, index: usize) -> TokenStream {
     match &step.guard {
         Some(ident) => quote!(#ident),
         None => {
@@ -204,181 +395,202 @@ fn guard_binding(step: &Args, index: usize) -> TokenStream {
     }
 }
 
-/// Returns from the function with the failure converted through its return
-/// type, spanned on the argument that made failure possible.
-fn fail(step: &Args, span: Span) -> TokenStream {
+/// One lock step: `let <guard> = { <lookup>; <acquire> };`
+fn lock_step(step: &LockStep, mode: Mode, index: usize) -> TokenStream {
     let site = Span::mixed_site();
-    let error = quote_spanned!(site=> __keylock_error);
-    // Every token of the path carries the argument's span, so the error
-    // for an unsupported return type points at `timeout` / `on_busy`.
-    let krate = match &step.krate {
-        Some(path) => quote_spanned!(span=> #path),
-        None => quote_spanned!(span=> ::keylock),
-    };
-    quote_spanned!(span=> return #krate::__private::LockFailure::from_lock_error(#error))
-}
-
-fn lock_step(step: &Args, mode: Mode, index: usize) -> TokenStream {
-    let site = Span::mixed_site();
-    let krate = krate(step);
-    let private = quote!(#krate::__private);
-    let (name, marker) = name(step, &private);
-    let registry = registry(step, &krate);
     let binding = guard_binding(step, index);
-    let access = if step.kind == Kind::Read {
-        "read"
-    } else {
-        "write"
-    };
-
-    let lookup = match &step.key {
-        Some(expr) => {
-            let key = key(expr, &private);
-            quote_spanned!(site=> {
-                #[allow(unused_imports)]
-                use #private::{KeyProbeRef as _, KeyProbeValue as _};
-                __KEYLOCK_SITE.key_lock(__keylock_registry, #name, #key)
-            })
-        }
-        None => quote_spanned!(site=> __KEYLOCK_SITE.lock(__keylock_registry, #name)),
-    };
-
-    let lock = quote_spanned!(site=> __keylock_lock);
-    let error = quote_spanned!(site=> __keylock_error);
-    let acquire = match (mode, &step.on_busy, &step.timeout) {
-        (_, Some(on_busy), _) if on_busy.value == OnBusy::Skip => {
-            let function = format_ident!("try_{}", access);
-            let fail = fail(step, on_busy.span);
-            quote!(match #private::#function(#lock) {
-                ::core::result::Result::Ok(guard) => guard,
-                ::core::result::Result::Err(#error) => #fail,
-            })
-        }
-        (Mode::Async, _, Some(timeout)) => {
-            let function = format_ident!("{}_timeout", access);
-            let millis = timeout.value.millis;
-            let fail = fail(step, timeout.span);
-            quote!(match #private::#function(#lock, ::core::time::Duration::from_millis(#millis)).await {
-                ::core::result::Result::Ok(guard) => guard,
-                ::core::result::Result::Err(#error) => #fail,
-            })
-        }
-        (Mode::Blocking, _, Some(timeout)) => {
-            let function = format_ident!("{}_blocking_timeout", access);
-            let millis = timeout.value.millis;
-            let fail = fail(step, timeout.span);
-            quote!(match #private::#function(#lock, ::core::time::Duration::from_millis(#millis)) {
-                ::core::result::Result::Ok(guard) => guard,
-                ::core::result::Result::Err(#error) => #fail,
-            })
-        }
-        (Mode::Async, _, None) => {
-            let function = format_ident!("{}", access);
-            quote!(#private::#function(#lock).await)
-        }
-        (Mode::Blocking, _, None) => {
-            let function = format_ident!("{}_blocking", access);
-            quote!(#private::#function(#lock))
-        }
-    };
-
-    let cache = if step.key.is_some() {
-        quote_spanned!(site=> #private::SiteCache)
-    } else {
-        quote_spanned!(site=> #private::NamedSite)
-    };
-
+    let lookup = lock_lookup(step);
+    let acquire = lock_acquire(step, mode);
     quote_spanned! {site=>
         let #binding = {
-            static __KEYLOCK_SITE: #cache = #cache::new();
-            #marker
-            let __keylock_registry: &#krate::Registry = #registry;
-            let #lock = #lookup;
+            let __keylock_lock = #lookup;
             #acquire
         };
     }
 }
 
-fn dedup_step(step: &Args, mode: Mode, index: usize) -> TokenStream {
+/// The lock of a step, as a block giving a `Lock`: the resource's own, or
+/// the key's, through a per-call-site cache.
+fn lock_lookup(step: &LockStep) -> TokenStream {
     let site = Span::mixed_site();
-    let krate = krate(step);
-    let private = quote!(#krate::__private);
-    let (name, marker) = name(step, &private);
-    let registry = registry(step, &krate);
-    let binding = format_ident!("__keylock_claim_{}", index, span = site);
-    let Some(key_expr) = &step.key else {
-        unreachable!("validated: `#[dedup]` has a key");
+    let private = private(&step.site);
+    let krate = krate(&step.site);
+    let (name, marker) = name(&step.site);
+    let registry = registry(&step.site);
+    let (cache, lookup) = match &step.key {
+        Some(expr) => {
+            let probes = key_probes(&step.site);
+            let key = key(expr, &step.site);
+            (
+                quote_spanned!(site=> #private::SiteCache),
+                quote_spanned!(site=> {
+                    #probes
+                    __KEYLOCK_SITE.key_lock(__keylock_registry, #name, #key)
+                }),
+            )
+        }
+        None => (
+            quote_spanned!(site=> #private::NamedSite),
+            quote_spanned!(site=> __KEYLOCK_SITE.lock(__keylock_registry, #name)),
+        ),
     };
-    let key = key(key_expr, &private);
+    quote_spanned! {site=>
+        {
+            static __KEYLOCK_SITE: #cache = #cache::new();
+            #marker
+            let __keylock_registry: &#krate::Registry = #registry;
+            #lookup
+        }
+    }
+}
+
+/// Acquires `__keylock_lock` with the step's waiting policy, giving the
+/// guard; a policy that can fail returns from the function on failure.
+fn lock_acquire(step: &LockStep, mode: Mode) -> TokenStream {
+    let site = Span::mixed_site();
+    let krate = krate(&step.site);
+    let private = private(&step.site);
+    let guard = match step.access {
+        Access::Read => quote!(#krate::ReadGuard),
+        Access::Write => quote!(#krate::WriteGuard),
+    };
+    let (wait, fail_span) = match &step.wait {
+        Wait::Block => (quote!(#private::Block), None),
+        Wait::Timeout { millis, span } => (
+            quote!(#private::Timeout(::core::time::Duration::from_millis(#millis))),
+            Some(*span),
+        ),
+        Wait::Skip { span } => (quote!(#private::Skip), Some(*span)),
+    };
+    let acquisition = quote_spanned!(site=> #private::acquire::<#guard, _>(__keylock_lock, #wait));
+    let acquired = match mode {
+        Mode::Async => quote!(#acquisition.wait().await),
+        Mode::Blocking => quote!(#acquisition.block()),
+    };
+    let Some(span) = fail_span else {
+        return acquired;
+    };
+    // Every token of the path carries the argument's span, so the error
+    // for an unsupported return type points at `timeout` / `on_busy`.
+    let krate = krate_at(&step.site, span);
+    let error = quote_spanned!(site=> __keylock_error);
+    let fail = quote_spanned!(span=> return #krate::__private::lock_failure(#error));
+    quote!(match #acquired {
+        ::core::result::Result::Ok(guard) => guard,
+        ::core::result::Result::Err(#error) => #fail,
+    })
+}
+
+/// The dedup scope's options, as a `DedupOptions` builder expression.
+fn dedup_options(step: &DedupStep) -> TokenStream {
+    let krate = krate(&step.site);
     let mut options = quote!(#krate::DedupOptions::new());
-    if let Some(ttl) = &step.ttl {
-        let millis = ttl.value.millis;
+    if let Some(millis) = step.ttl_millis {
         options.extend(quote!(.ttl(::core::time::Duration::from_millis(#millis))));
     }
-    if let Some(capacity) = &step.capacity {
-        let value = proc_macro2::Literal::u64_unsuffixed(capacity.value);
+    if let Some(capacity) = step.capacity {
+        let value = proc_macro2::Literal::u64_unsuffixed(capacity);
         options.extend(quote!(.capacity(#value)));
     }
-    if step.keep_on_error.as_ref().is_some_and(|keep| keep.value) {
+    if step.keep_on_error {
         options.extend(quote!(.keep_on_error(true)));
     }
-    let wait = step
-        .in_flight
-        .as_ref()
-        .is_some_and(|in_flight| in_flight.value == InFlight::Wait);
-    let scope = quote_spanned!(site=> __keylock_scope);
-    let key_var = quote_spanned!(site=> __keylock_key);
-    let claim = match (wait, mode) {
-        (false, _) => quote!(#scope.try_claim(#key_var)),
-        (true, Mode::Async) => quote!(#scope.claim_or_wait(#key_var)),
-        (true, Mode::Blocking) => quote!(#scope.claim_or_wait_blocking(#key_var)),
-    };
-    // A rejection from `try_claim` is described only if the return type
-    // carries the error; the waiting forms return the error itself.
-    let describe = if wait {
-        quote_spanned!(site=> move || __keylock_error)
-    } else {
-        quote_spanned!(site=> move || __keylock_error.into_error())
+    options
+}
+
+/// What a duplicate returns: the `on_duplicate` value, or the function's
+/// return type built from `describe` (a closure giving the error).
+fn on_duplicate(step: &DedupStep, describe: TokenStream) -> TokenStream {
+    match &step.on_duplicate {
+        Some(expr) => quote!(return #expr),
+        None => {
+            let span = syn::spanned::Spanned::span(&step.key);
+            let krate = krate_at(&step.site, span);
+            quote_spanned!(span=> return #krate::__private::duplicate(#describe))
+        }
+    }
+}
+
+/// One dedup step: `let <claim> = { <scope>; match <claim> { .. } };`
+fn dedup_step(step: &DedupStep, mode: Mode, index: usize) -> TokenStream {
+    let site = Span::mixed_site();
+    let krate = krate(&step.site);
+    let private = private(&step.site);
+    let (name, marker) = name(&step.site);
+    let registry = registry(&step.site);
+    let options = dedup_options(step);
+    let binding = format_ident!("__keylock_claim_{}", index, span = site);
+    let probes = key_probes(&step.site);
+    let key = key(&step.key, &step.site);
+    let claim = match (step.wait, mode) {
+        (false, _) => quote_spanned!(site=> #private::try_claim(__keylock_scope, __keylock_key)),
+        (true, Mode::Async) => quote_spanned!(site=> __keylock_scope.claim_or_wait(__keylock_key)),
+        (true, Mode::Blocking) => {
+            quote_spanned!(site=> __keylock_scope.claim_or_wait_blocking(__keylock_key))
+        }
     };
     let claim = quote_spanned!(site=>
-        __KEYLOCK_SITE.dedup(__keylock_registry, #name, || #options, |#scope| #claim)
+        __KEYLOCK_SITE.dedup(__keylock_registry, #name, || #options, |__keylock_scope| #claim)
     );
-    let claim = if wait && mode == Mode::Async {
+    let claim = if step.wait && mode == Mode::Async {
         quote!(#claim.await)
     } else {
         claim
     };
-    let error = quote_spanned!(site=> __keylock_error);
+    // A rejection from `try_claim` is described only if the return type
+    // carries the error; the waiting forms return the error itself.
+    let describe = if step.wait {
+        quote_spanned!(site=> move || __keylock_error)
+    } else {
+        quote_spanned!(site=> move || __keylock_error.into_error())
+    };
     let rejected = if step.on_duplicate.is_some() {
         quote!(_)
     } else {
-        error.clone()
+        quote_spanned!(site=> __keylock_error)
     };
-    let on_duplicate = match &step.on_duplicate {
-        Some(expr) => quote!(return #expr),
-        None => {
-            let span = syn::spanned::Spanned::span(key_expr);
-            let krate = match &step.krate {
-                Some(path) => quote_spanned!(span=> #path),
-                None => quote_spanned!(span=> ::keylock),
-            };
-            quote_spanned!(span=> return #krate::__private::DuplicateOutcome::from_duplicate(#describe))
-        }
-    };
+    let on_duplicate = on_duplicate(step, describe);
     quote_spanned! {site=>
         let #binding = {
-            #[allow(unused_imports)]
-            use #private::{KeyProbeRef as _, KeyProbeValue as _};
+            #probes
             static __KEYLOCK_SITE: #private::SiteCache = #private::SiteCache::new();
             #marker
             let __keylock_registry: &#krate::Registry = #registry;
             // A `match` keeps the key's temporaries alive to the end.
             match #key {
-                #key_var => match #claim {
+                __keylock_key => match #claim {
                     ::core::result::Result::Ok(claim) => claim,
                     ::core::result::Result::Err(#rejected) => #on_duplicate,
                 },
             }
         };
+    }
+}
+
+/// A dedup step of a function returning a future, as taken at the call: a
+/// block giving a `LaterClaim`, the scope and owned key, claimed when the
+/// future first runs.
+fn later_claim(step: &DedupStep) -> TokenStream {
+    let site = Span::mixed_site();
+    let krate = krate(&step.site);
+    let private = private(&step.site);
+    let (name, marker) = name(&step.site);
+    let registry = registry(&step.site);
+    let options = dedup_options(step);
+    let probes = key_probes(&step.site);
+    let key = key(&step.key, &step.site);
+    quote_spanned! {site=>
+        {
+            #probes
+            static __KEYLOCK_SITE: #private::SiteCache = #private::SiteCache::new();
+            #marker
+            let __keylock_registry: &#krate::Registry = #registry;
+            __KEYLOCK_SITE.dedup(
+                __keylock_registry,
+                #name,
+                || #options,
+                |__keylock_scope| #private::LaterClaim::new(__keylock_scope, #key),
+            )
+        }
     }
 }

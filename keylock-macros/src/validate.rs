@@ -1,126 +1,148 @@
-//! Checks that need more than one token: durations, numbers, the shape of
-//! the annotated function, and combinations of arguments.
+//! From the raw arguments to a checked plan: cross-argument checks and the
+//! shape of the annotated function, all in one place. The plan's types
+//! cannot express what is invalid (a dedup step without a key, a lock that
+//! both skips and times out), so expansion needs no second check.
 
+use proc_macro2::Span;
 use syn::spanned::Spanned;
-use syn::{Expr, ItemFn};
+use syn::{Expr, Ident, ItemFn, LitStr};
 
-use crate::args::{Args, Kind, OnBusy};
+use crate::args::{Args, InFlight, Kind, OnBusy};
 
-/// A duration parsed at compile time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Duration {
-    pub(crate) millis: u64,
+/// What one attribute does, checked.
+pub(crate) enum Step {
+    Lock(LockStep),
+    Dedup(DedupStep),
 }
 
-const DURATION_FORMS: &str =
-    "a number and a unit (`ms`, `s`, `m`, `h`), such as \"250ms\", \"30s\", \"5m\", \"1h\" or \"1m30s\"";
+/// Where a step's lock or scope lives: the arguments every attribute takes.
+pub(crate) struct Site {
+    /// The written name; `None` names it after the function.
+    pub(crate) name: Option<LitStr>,
+    pub(crate) registry: Option<Expr>,
+    /// The path of the keylock crate; `None` for `::keylock`.
+    pub(crate) krate: Option<syn::Path>,
+}
 
-/// Parses `"250ms"`, `"30s"`, `"5m"`, `"1h"` and combinations (`"1m30s"`).
-pub(crate) fn duration(value: &Expr, name: &str) -> syn::Result<Duration> {
-    let lit = match value {
-        Expr::Lit(syn::ExprLit {
-            lit: syn::Lit::Str(lit),
-            ..
-        }) => lit,
-        Expr::Lit(syn::ExprLit {
-            lit: syn::Lit::Int(int),
-            ..
-        }) => {
-            return Err(syn::Error::new_spanned(
-                int,
-                format!(
-                    "`{name}` needs a unit: write \"{}s\" or \"{}ms\"",
-                    int.base10_digits(),
-                    int.base10_digits()
-                ),
-            ))
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read,
+    Write,
+}
+
+/// How a lock step waits, with the span of the argument that chose a
+/// policy that can fail.
+pub(crate) enum Wait {
+    Block,
+    Timeout { millis: u64, span: Span },
+    Skip { span: Span },
+}
+
+pub(crate) struct LockStep {
+    pub(crate) site: Site,
+    pub(crate) access: Access,
+    pub(crate) key: Option<Expr>,
+    pub(crate) wait: Wait,
+    /// The body's own name for the guard (`guard = name`).
+    pub(crate) guard: Option<Ident>,
+}
+
+pub(crate) struct DedupStep {
+    pub(crate) site: Site,
+    pub(crate) key: Expr,
+    pub(crate) ttl_millis: Option<u64>,
+    pub(crate) capacity: Option<u64>,
+    pub(crate) keep_on_error: bool,
+    /// Whether a duplicate waits for the first call instead of skipping.
+    pub(crate) wait: bool,
+    pub(crate) on_duplicate: Option<Expr>,
+}
+
+impl Step {
+    pub(crate) fn site(&self) -> &Site {
+        match self {
+            Step::Lock(step) => &step.site,
+            Step::Dedup(step) => &step.site,
         }
-        _ => {
-            return Err(syn::Error::new_spanned(
-                value,
-                format!("`{name}` takes a string literal: {DURATION_FORMS}"),
-            ))
+    }
+}
+
+/// What the annotated function's body is, which decides where the
+/// acquisition goes.
+pub(crate) enum Shape {
+    /// `async fn`: acquire at the start of the body.
+    AsyncFn,
+    /// A body that is `Box::pin(async move { .. })` (what `#[async_trait]`
+    /// produces): acquire at the start of the async block.
+    BoxedAsyncBlock,
+    /// A function declared to return a future (`impl Future<Output = T>`,
+    /// `Pin<Box<dyn Future<Output = T>>>`, `BoxFuture<'_, T>`): the body
+    /// builds the future, then a new future acquires, awaits it and
+    /// releases.
+    ReturnsFuture {
+        boxed: bool,
+        output: Option<Box<syn::Type>>,
+    },
+    /// Anything else: acquire by blocking at the start of the body.
+    Blocking,
+}
+
+/// Checks one attribute's arguments and turns them into a step.
+pub(crate) fn step(args: Args) -> syn::Result<Step> {
+    let site = Site {
+        name: args.name,
+        registry: args.registry,
+        krate: args.krate,
+    };
+    let access = match args.kind {
+        Kind::Read => Access::Read,
+        Kind::Write => Access::Write,
+        Kind::Dedup => {
+            let Some(key) = args.key else {
+                return Err(syn::Error::new(
+                    args.span,
+                    "`#[dedup]` needs a key: `#[dedup(message.id)]` or `#[dedup(key = (event.guild_id, event.id))]`",
+                ));
+            };
+            return Ok(Step::Dedup(DedupStep {
+                site,
+                key,
+                ttl_millis: args.ttl.map(|ttl| ttl.value.millis),
+                capacity: args.capacity.map(|capacity| capacity.value),
+                keep_on_error: args.keep_on_error.is_some_and(|keep| keep.value),
+                wait: args
+                    .in_flight
+                    .is_some_and(|in_flight| in_flight.value == InFlight::Wait),
+                on_duplicate: args.on_duplicate,
+            }));
         }
     };
-    let text = lit.value();
-    let invalid = || {
-        syn::Error::new_spanned(
-            lit,
-            format!("invalid duration \"{text}\"; expected {DURATION_FORMS}"),
-        )
-    };
-    let millis = parse_millis(&text).ok_or_else(invalid)?;
-    if millis == 0 {
-        return Err(syn::Error::new_spanned(
-            lit,
-            format!("`{name}` must be greater than zero"),
-        ));
-    }
-    Ok(Duration { millis })
-}
-
-fn parse_millis(text: &str) -> Option<u64> {
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: u64 = 0;
-    let mut last_unit = u64::MAX;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
+    let wait = match (args.on_busy, args.timeout) {
+        (Some(on_busy), Some(timeout)) if on_busy.value == OnBusy::Skip => {
+            return Err(syn::Error::new(
+                timeout.span,
+                "`timeout` has no effect with `on_busy = \"skip\"`, which never waits; remove one of them",
+            ));
         }
-        let number: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (unit, len) = if rest.starts_with("ms") {
-            (1, 2)
-        } else if rest.starts_with('s') {
-            (1_000, 1)
-        } else if rest.starts_with('m') {
-            (60_000, 1)
-        } else if rest.starts_with('h') {
-            (3_600_000, 1)
-        } else {
-            return None;
-        };
-        // Units go from largest to smallest, each once: "1h30m", not "30m1h".
-        if unit >= last_unit {
-            return None;
-        }
-        last_unit = unit;
-        rest = &rest[len..];
-        total = total.checked_add(number.checked_mul(unit)?)?;
-    }
-    Some(total)
-}
-
-/// Parses a positive integer literal.
-pub(crate) fn capacity(value: &Expr) -> syn::Result<u64> {
-    let Expr::Lit(syn::ExprLit {
-        lit: syn::Lit::Int(int),
-        ..
-    }) = value
-    else {
-        return Err(syn::Error::new_spanned(
-            value,
-            "`capacity` takes an integer literal, such as `capacity = 50_000`",
-        ));
+        (Some(on_busy), None) if on_busy.value == OnBusy::Skip => Wait::Skip { span: on_busy.span },
+        (_, Some(timeout)) => Wait::Timeout {
+            millis: timeout.value.millis,
+            span: timeout.span,
+        },
+        (_, None) => Wait::Block,
     };
-    let capacity: u64 = int.base10_parse()?;
-    if capacity == 0 {
-        return Err(syn::Error::new_spanned(
-            int,
-            "`capacity` must be at least 1: it is how many keys are remembered",
-        ));
-    }
-    Ok(capacity)
+    Ok(Step::Lock(LockStep {
+        site,
+        access,
+        key: args.key,
+        wait,
+        guard: args.guard,
+    }))
 }
 
-/// Checks the annotated function can carry the attribute.
-pub(crate) fn function(kind: Kind, item: &ItemFn) -> syn::Result<()> {
+/// Checks the annotated function can carry the attribute, and tells its
+/// shape.
+pub(crate) fn function(kind: Kind, item: &ItemFn, steps: &[Step]) -> syn::Result<Shape> {
     let attr = kind.attr_name();
     if let Some(constness) = &item.sig.constness {
         return Err(syn::Error::new(
@@ -142,54 +164,152 @@ pub(crate) fn function(kind: Kind, item: &ItemFn) -> syn::Result<()> {
             format!("`#[{attr}]` cannot be applied to a variadic function"),
         ));
     }
-    Ok(())
-}
-
-/// Cross-argument checks, all in one place.
-pub(crate) fn combination(args: &Args) -> syn::Result<()> {
-    if let (Some(timeout), Some(on_busy)) = (&args.timeout, &args.on_busy) {
-        if on_busy.value == OnBusy::Skip {
+    if item.sig.asyncness.is_some() {
+        return Ok(Shape::AsyncFn);
+    }
+    if is_boxed_async_block(item) {
+        return Ok(Shape::BoxedAsyncBlock);
+    }
+    let syn::ReturnType::Type(_, ty) = &item.sig.output else {
+        return Ok(Shape::Blocking);
+    };
+    let Some(future) = returned_future(ty) else {
+        if mentions_future(ty) {
+            return Err(syn::Error::new_spanned(
+                ty,
+                format!(
+                    "`#[{attr}]` cannot hold its lock for the whole of this future; write `async fn` instead"
+                ),
+            ));
+        }
+        return Ok(Shape::Blocking);
+    };
+    // The body builds the future before the lock is taken, so it cannot
+    // use the guard.
+    for step in steps {
+        if let Step::Lock(LockStep {
+            guard: Some(guard), ..
+        }) = step
+        {
             return Err(syn::Error::new(
-                timeout.span,
-                "`timeout` has no effect with `on_busy = \"skip\"`, which never waits; remove one of them",
+                guard.span(),
+                "`guard` cannot be used on a function returning a future: its body runs before the lock is taken; write `async fn` instead",
             ));
         }
     }
-    if args.kind == Kind::Dedup && args.key.is_none() {
-        return Err(syn::Error::new(
-            args.span,
-            "`#[dedup]` needs a key: `#[dedup(message.id)]` or `#[dedup(key = (event.guild_id, event.id))]`",
-        ));
-    }
-    Ok(())
+    Ok(future)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_millis;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_millis("250ms"), Some(250));
-        assert_eq!(parse_millis("30s"), Some(30_000));
-        assert_eq!(parse_millis("5m"), Some(300_000));
-        assert_eq!(parse_millis("1h"), Some(3_600_000));
-        assert_eq!(parse_millis("1m30s"), Some(90_000));
-        assert_eq!(parse_millis("1h1m1s1ms"), Some(3_661_001));
-        assert_eq!(parse_millis("0s"), Some(0));
-        for bad in [
-            "",
-            "30",
-            "s",
-            "30 s",
-            "1.5s",
-            "30sec",
-            "30s1m",
-            "1s1s",
-            "-1s",
-            "99999999999999999999h",
-        ] {
-            assert_eq!(parse_millis(bad), None, "{bad}");
+/// The shape of a declared future return type: `impl Future<Output = T>`,
+/// `Pin<Box<dyn Future<Output = T> ..>>`, `BoxFuture<'_, T>` or
+/// `LocalBoxFuture<'_, T>`.
+fn returned_future(ty: &syn::Type) -> Option<Shape> {
+    match ty {
+        syn::Type::ImplTrait(bounds) => {
+            let output = future_output(bounds.bounds.iter())?;
+            Some(Shape::ReturnsFuture {
+                boxed: false,
+                output,
+            })
         }
+        syn::Type::Path(path) => {
+            let last = path.path.segments.last()?;
+            let args = generic_types(last);
+            match last.ident.to_string().as_str() {
+                "BoxFuture" | "LocalBoxFuture" => Some(Shape::ReturnsFuture {
+                    boxed: true,
+                    output: args.first().map(|ty| Box::new((*ty).clone())),
+                }),
+                "Pin" => {
+                    let syn::Type::Path(boxed) = args.first()? else {
+                        return None;
+                    };
+                    let boxed = boxed.path.segments.last()?;
+                    if boxed.ident != "Box" {
+                        return None;
+                    }
+                    let syn::Type::TraitObject(object) = generic_types(boxed).first()? else {
+                        return None;
+                    };
+                    let output = future_output(object.bounds.iter())?;
+                    Some(Shape::ReturnsFuture {
+                        boxed: true,
+                        output,
+                    })
+                }
+                _ => None,
+            }
+        }
+        syn::Type::Paren(inner) => returned_future(&inner.elem),
+        _ => None,
     }
+}
+
+/// `Some(T)` for bounds with `Future<Output = T>`, `Some(None)` for a
+/// `Future` bound without a written output; `None` without a `Future`.
+fn future_output<'a>(
+    bounds: impl Iterator<Item = &'a syn::TypeParamBound>,
+) -> Option<Option<Box<syn::Type>>> {
+    for bound in bounds {
+        let syn::TypeParamBound::Trait(bound) = bound else {
+            continue;
+        };
+        let Some(last) = bound.path.segments.last() else {
+            continue;
+        };
+        if last.ident != "Future" {
+            continue;
+        }
+        let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+            return Some(None);
+        };
+        let output = args.args.iter().find_map(|arg| match arg {
+            syn::GenericArgument::AssocType(assoc) if assoc.ident == "Output" => {
+                Some(Box::new(assoc.ty.clone()))
+            }
+            _ => None,
+        });
+        return Some(output);
+    }
+    None
+}
+
+fn generic_types(segment: &syn::PathSegment) -> Vec<&syn::Type> {
+    match &segment.arguments {
+        syn::PathArguments::AngleBracketed(args) => args
+            .args
+            .iter()
+            .filter_map(|arg| match arg {
+                syn::GenericArgument::Type(ty) => Some(ty),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a type names `Future` anywhere (a shape we do not recognise).
+fn mentions_future(ty: &syn::Type) -> bool {
+    quote::ToTokens::to_token_stream(ty)
+        .to_string()
+        .contains("Future")
+}
+
+/// Whether the body is `Box::pin(async move { .. })`.
+fn is_boxed_async_block(item: &ItemFn) -> bool {
+    let Some(syn::Stmt::Expr(Expr::Call(call), None)) = item.block.stmts.last() else {
+        return false;
+    };
+    let Expr::Path(func) = &*call.func else {
+        return false;
+    };
+    let segments: Vec<String> = func
+        .path
+        .segments
+        .iter()
+        .map(|segment| segment.ident.to_string())
+        .collect();
+    segments.ends_with(&["Box".to_owned(), "pin".to_owned()])
+        && call.args.len() == 1
+        && matches!(call.args.first(), Some(Expr::Async(_)))
 }

@@ -5,19 +5,20 @@
 
 use std::any::Any;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::Location;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::access::Access;
-use crate::dedup::{Dedup, DedupOptions};
+use crate::dedup::{Claim, Dedup, DedupOptions};
 use crate::error::Error;
 use crate::key::{Key, LockKey};
 use crate::keyed::Keyed;
-use crate::lock::{Acquire, FromHeld, Lock, ReadGuard, WriteGuard};
+use crate::lock::{FromHeld, Lock, ReadGuard, WriteGuard};
 use crate::registry::Registry;
 
-pub use crate::key::{KeyProbe, KeyProbeRef, KeyProbeValue};
+pub use crate::dedup::Rejection;
 
 /// A per-call-site cache of the resource handle, so that an annotated
 /// function never looks its resource up by name after the first call.
@@ -167,86 +168,270 @@ pub fn fn_path(marker_type_name: &'static str) -> &'static str {
     note = "or remove `timeout` / `on_busy = \"skip\"`, so the function waits until the lock is free"
 )]
 pub trait LockFailure {
+    /// What the failure is turned into: the `E` of a `Result<_, E>`.
+    type Error;
+
     /// The value the function returns when the lock was not acquired.
-    fn from_lock_error(error: Error) -> Self;
+    fn from_lock_error(error: Self::Error) -> Self;
 }
 
-impl<T, E: From<Error>> LockFailure for Result<T, E> {
-    fn from_lock_error(error: Error) -> Self {
-        Err(E::from(error))
+impl<T, E> LockFailure for Result<T, E> {
+    type Error = E;
+
+    #[inline]
+    fn from_lock_error(error: E) -> Self {
+        Err(error)
     }
 }
 
 impl<T> LockFailure for Option<T> {
+    type Error = Error;
+
+    #[inline]
     fn from_lock_error(_: Error) -> Self {
         None
     }
 }
 
 impl LockFailure for () {
+    type Error = Error;
+
+    #[inline]
     fn from_lock_error(_: Error) {}
 }
 
-macro_rules! acquire_fns {
-    ($guard:ident, $access:expr, $wait:ident, $timeout:ident, $try:ident, $blocking:ident, $blocking_timeout:ident) => {
-        /// Waits for the lock.
-        #[track_caller]
-        #[inline]
-        pub fn $wait(lock: Lock) -> Acquire<$guard> {
-            lock.acquire($access, Location::caller())
-        }
+/// The error type of an annotated function's `Result`, which must hold a
+/// [`Error`]. A separate bound, so that a missing `From` impl is reported
+/// in these words rather than as a bare `From` bound.
+#[diagnostic::on_unimplemented(
+    message = "the error type `{Self}` cannot hold a `keylock::Error`",
+    label = "the lock can fail here, and `{Self}` has no `From<keylock::Error>`",
+    note = "use an error type with `From<keylock::Error>` (a variant of your error enum, `Box<dyn std::error::Error>`), or return `Result<_, keylock::Error>`",
+    note = "or return `Option<_>` (gets `None`) or `()` (returns early)"
+)]
+pub trait FromLockError: Sized {
+    /// Converts the runtime's error.
+    fn from_lock_error(error: Error) -> Self;
+}
 
-        /// Waits at most `timeout` for the lock.
-        #[track_caller]
-        pub fn $timeout(
-            lock: Lock,
-            timeout: Duration,
-        ) -> impl Future<Output = Result<$guard, Error>> + Send + 'static {
-            let acquisition = lock.acquire_timeout($access, timeout, Location::caller());
-            async move { acquisition.await.map($guard::from_held) }
-        }
+impl<E: From<Error>> FromLockError for E {
+    #[inline]
+    fn from_lock_error(error: Error) -> Self {
+        E::from(error)
+    }
+}
 
-        /// Takes the lock if it is free.
-        #[track_caller]
-        pub fn $try(lock: Lock) -> Result<$guard, Error> {
-            lock.try_acquire($access, Location::caller())
-                .map($guard::from_held)
-        }
+/// The value an annotated function returns when its lock was not
+/// acquired.
+#[inline]
+pub fn lock_failure<R>(error: Error) -> R
+where
+    R: LockFailure,
+    R::Error: FromLockError,
+{
+    R::from_lock_error(FromLockError::from_lock_error(error))
+}
 
-        /// Blocks until the lock is held.
-        #[track_caller]
-        #[inline]
-        pub fn $blocking(lock: Lock) -> $guard {
-            $guard::from_held(lock.acquire_blocking($access, Location::caller()))
-        }
+/// The guard of one access: [`ReadGuard`] or [`WriteGuard`]. Its methods
+/// are the runtime's five ways to acquire; [`acquire`] picks one from the
+/// waiting policy.
+pub trait Guard: Sized + Send + 'static {
+    /// Waits for the lock.
+    fn wait(
+        lock: Lock,
+        at: &'static Location<'static>,
+    ) -> impl Future<Output = Self> + Send + 'static;
 
-        /// Blocks at most `timeout` for the lock.
-        #[track_caller]
-        pub fn $blocking_timeout(lock: Lock, timeout: Duration) -> Result<$guard, Error> {
-            lock.acquire_blocking_timeout($access, timeout, Location::caller())
-                .map($guard::from_held)
+    /// Waits at most `timeout` for the lock.
+    fn wait_timeout(
+        lock: Lock,
+        timeout: Duration,
+        at: &'static Location<'static>,
+    ) -> impl Future<Output = Result<Self, Error>> + Send + 'static;
+
+    /// Blocks until the lock is held.
+    fn block(lock: Lock, at: &'static Location<'static>) -> Self;
+
+    /// Blocks at most `timeout` for the lock.
+    fn block_timeout(
+        lock: Lock,
+        timeout: Duration,
+        at: &'static Location<'static>,
+    ) -> Result<Self, Error>;
+
+    /// Takes the lock if it is free.
+    fn try_take(lock: Lock, at: &'static Location<'static>) -> Result<Self, Error>;
+}
+
+macro_rules! guard_impl {
+    ($guard:ident, $access:expr) => {
+        impl Guard for $guard {
+            #[inline]
+            fn wait(
+                lock: Lock,
+                at: &'static Location<'static>,
+            ) -> impl Future<Output = Self> + Send + 'static {
+                lock.acquire::<$guard>($access, at)
+            }
+
+            #[inline]
+            fn wait_timeout(
+                lock: Lock,
+                timeout: Duration,
+                at: &'static Location<'static>,
+            ) -> impl Future<Output = Result<Self, Error>> + Send + 'static {
+                let acquisition = lock.acquire_timeout($access, timeout, at);
+                async move { acquisition.await.map($guard::from_held) }
+            }
+
+            #[inline]
+            fn block(lock: Lock, at: &'static Location<'static>) -> Self {
+                $guard::from_held(lock.acquire_blocking($access, at))
+            }
+
+            #[inline]
+            fn block_timeout(
+                lock: Lock,
+                timeout: Duration,
+                at: &'static Location<'static>,
+            ) -> Result<Self, Error> {
+                lock.acquire_blocking_timeout($access, timeout, at)
+                    .map($guard::from_held)
+            }
+
+            #[inline]
+            fn try_take(lock: Lock, at: &'static Location<'static>) -> Result<Self, Error> {
+                lock.try_acquire($access, at).map($guard::from_held)
+            }
         }
     };
 }
 
-acquire_fns!(
-    ReadGuard,
-    Access::Read,
-    read,
-    read_timeout,
-    try_read,
-    read_blocking,
-    read_blocking_timeout
-);
-acquire_fns!(
-    WriteGuard,
-    Access::Write,
-    write,
-    write_timeout,
-    try_write,
-    write_blocking,
-    write_blocking_timeout
-);
+guard_impl!(ReadGuard, Access::Read);
+guard_impl!(WriteGuard, Access::Write);
+
+/// Waiting policy: until the lock is held. The acquisition cannot fail.
+#[derive(Clone, Copy, Debug)]
+pub struct Block;
+
+/// Waiting policy: at most this long, then fail with [`Error::Timeout`].
+#[derive(Clone, Copy, Debug)]
+pub struct Timeout(pub Duration);
+
+/// Waiting policy: not at all; fail with [`Error::Busy`] when held.
+#[derive(Clone, Copy, Debug)]
+pub struct Skip;
+
+/// How an annotated function waits for its lock. Each policy is its own
+/// type, written as a literal at the call site, so the choice costs nothing
+/// at run time.
+pub trait Wait: Copy {
+    /// What the acquisition gives: the guard, or a `Result` of it for the
+    /// policies that can fail.
+    type Output<G>;
+
+    /// Acquires in an async body.
+    fn wait<G: Guard>(
+        self,
+        lock: Lock,
+        at: &'static Location<'static>,
+    ) -> impl Future<Output = Self::Output<G>> + Send + 'static;
+
+    /// Acquires in a blocking body.
+    fn block<G: Guard>(self, lock: Lock, at: &'static Location<'static>) -> Self::Output<G>;
+}
+
+impl Wait for Block {
+    type Output<G> = G;
+
+    #[inline]
+    fn wait<G: Guard>(
+        self,
+        lock: Lock,
+        at: &'static Location<'static>,
+    ) -> impl Future<Output = G> + Send + 'static {
+        G::wait(lock, at)
+    }
+
+    #[inline]
+    fn block<G: Guard>(self, lock: Lock, at: &'static Location<'static>) -> G {
+        G::block(lock, at)
+    }
+}
+
+impl Wait for Timeout {
+    type Output<G> = Result<G, Error>;
+
+    #[inline]
+    fn wait<G: Guard>(
+        self,
+        lock: Lock,
+        at: &'static Location<'static>,
+    ) -> impl Future<Output = Result<G, Error>> + Send + 'static {
+        G::wait_timeout(lock, self.0, at)
+    }
+
+    #[inline]
+    fn block<G: Guard>(self, lock: Lock, at: &'static Location<'static>) -> Result<G, Error> {
+        G::block_timeout(lock, self.0, at)
+    }
+}
+
+impl Wait for Skip {
+    type Output<G> = Result<G, Error>;
+
+    #[inline]
+    fn wait<G: Guard>(
+        self,
+        lock: Lock,
+        at: &'static Location<'static>,
+    ) -> impl Future<Output = Result<G, Error>> + Send + 'static {
+        std::future::ready(G::try_take(lock, at))
+    }
+
+    #[inline]
+    fn block<G: Guard>(self, lock: Lock, at: &'static Location<'static>) -> Result<G, Error> {
+        G::try_take(lock, at)
+    }
+}
+
+/// The one acquisition entry point of the generated code:
+/// `acquire::<WriteGuard, _>(lock, Timeout(d)).wait().await` in an async
+/// body, `.block()` in a blocking one. The caller's location is recorded as
+/// the holder's call site.
+#[track_caller]
+#[inline]
+pub fn acquire<G: Guard, W: Wait>(lock: Lock, wait: W) -> Acquisition<G, W> {
+    Acquisition {
+        lock,
+        wait,
+        at: Location::caller(),
+        _guard: PhantomData,
+    }
+}
+
+/// An acquisition not started yet; see [`acquire`].
+#[must_use = "an acquisition does nothing until `.wait().await` or `.block()`"]
+pub struct Acquisition<G, W> {
+    lock: Lock,
+    wait: W,
+    at: &'static Location<'static>,
+    _guard: PhantomData<fn() -> G>,
+}
+
+impl<G: Guard, W: Wait> Acquisition<G, W> {
+    /// Acquires in an async body.
+    #[inline]
+    pub fn wait(self) -> impl Future<Output = W::Output<G>> + Send + 'static {
+        self.wait.wait::<G>(self.lock, self.at)
+    }
+
+    /// Acquires in a blocking body.
+    #[inline]
+    pub fn block(self) -> W::Output<G> {
+        self.wait.block::<G>(self.lock, self.at)
+    }
+}
 
 /// Runs a closure once; makes the closure `FnOnce`, so a body that returns
 /// a borrow of a captured `&mut self` compiles as it did unwrapped.
@@ -262,25 +447,47 @@ pub fn call_once<R>(body: impl FnOnce() -> R) -> R {
     note = "or give the value to return with `on_duplicate = <expr>`"
 )]
 pub trait DuplicateOutcome {
+    /// What the duplicate is turned into: the `E` of a `Result<_, E>`.
+    type Error;
+
     /// The value the function returns for a skipped duplicate; `error`
     /// describes it, and is called only by types that carry the error.
-    fn from_duplicate(error: impl FnOnce() -> Error) -> Self;
+    fn from_duplicate(error: impl FnOnce() -> Self::Error) -> Self;
 }
 
-impl<T, E: From<Error>> DuplicateOutcome for Result<T, E> {
-    fn from_duplicate(error: impl FnOnce() -> Error) -> Self {
-        Err(E::from(error()))
+impl<T, E> DuplicateOutcome for Result<T, E> {
+    type Error = E;
+
+    #[inline]
+    fn from_duplicate(error: impl FnOnce() -> E) -> Self {
+        Err(error())
     }
 }
 
 impl<T> DuplicateOutcome for Option<T> {
+    type Error = Error;
+
+    #[inline]
     fn from_duplicate(_: impl FnOnce() -> Error) -> Self {
         None
     }
 }
 
 impl DuplicateOutcome for () {
+    type Error = Error;
+
+    #[inline]
     fn from_duplicate(_: impl FnOnce() -> Error) {}
+}
+
+/// The value a `#[dedup]` function returns for a skipped duplicate.
+#[inline]
+pub fn duplicate<R>(error: impl FnOnce() -> Error) -> R
+where
+    R: DuplicateOutcome,
+    R::Error: FromLockError,
+{
+    R::from_duplicate(|| FromLockError::from_lock_error(error()))
 }
 
 /// Tells whether a function's result is a failure: `Err` for a `Result`,
@@ -332,5 +539,203 @@ impl GuardOutcome for WriteGuard {
         if failed {
             self.lock().record_failed_body();
         }
+    }
+}
+
+/// Claims `key` in `scope` if nobody has: never waits. A duplicate is
+/// described only if the function's return type carries the error, since
+/// formatting the key costs more than the check.
+#[inline]
+pub fn try_claim<'q, K, Q>(scope: &Dedup<K>, key: &'q Q) -> Result<Claim<K>, Rejection<'q, Q>>
+where
+    K: Key + std::borrow::Borrow<Q>,
+    Q: ?Sized + LockKey<Owned = K>,
+{
+    scope.try_claim(key)
+}
+
+/// A dedup claim to be made when a returned future first runs: the scope
+/// and the owned key, taken when the function is called.
+pub struct LaterClaim<K: Key> {
+    scope: Dedup<K>,
+    key: K,
+}
+
+impl<K: Key> LaterClaim<K> {
+    /// Keeps `scope` and an owned copy of `key`.
+    pub fn new<Q>(scope: &Dedup<K>, key: &Q) -> Self
+    where
+        Q: ?Sized + LockKey<Owned = K>,
+    {
+        LaterClaim {
+            scope: scope.clone(),
+            key: key.to_owned_key(),
+        }
+    }
+
+    /// Claims the key if nobody has: never waits.
+    pub fn try_claim(&self) -> Result<Claim<K>, Error> {
+        self.scope.claim(&self.key)
+    }
+
+    /// Claims the key, waiting for its first call if that still runs.
+    pub async fn claim_or_wait(self) -> Result<Claim<K>, Error> {
+        self.scope.claim_or_wait(&self.key).await
+    }
+}
+
+/// Turns the key expression of an attribute into a `&Q: LockKey`, removing
+/// one layer of reference: `key = channel_id` (a `u64`), `key = name` (a
+/// `&str`) and `key = &msg.author` (a `&String`) all look up the referent.
+///
+/// Called as `key_arg((&&&&KeyProbe(&(expr))).key())`. Method
+/// resolution tries the probe traits one auto-deref step apart, in order:
+/// [`KeyProbeRef`] (a reference to a key: stripped), [`KeyProbeValue`] (a
+/// key), then [`KeyProbeRefOther`] and [`KeyProbeOther`], which take
+/// anything else and give a [`NotAKey`]. That one fails [`key_arg`] with a
+/// single error at the key expression, instead of one error per missing
+/// trait deep inside the generated code.
+pub struct KeyProbe<'a, T: ?Sized>(pub &'a T);
+
+/// Picked for a reference to a key.
+pub trait KeyProbeRef<'b> {
+    /// The key type.
+    type Target: ?Sized;
+    /// The key, one reference removed.
+    fn key(&self) -> &'b Self::Target;
+}
+
+impl<'b, T: ?Sized + LockKey> KeyProbeRef<'b> for &&&KeyProbe<'_, &'b T> {
+    type Target = T;
+    #[inline]
+    fn key(&self) -> &'b T {
+        self.0
+    }
+}
+
+/// Picked for a key.
+pub trait KeyProbeValue<'a> {
+    /// The key type.
+    type Target: ?Sized;
+    /// The key.
+    fn key(&self) -> &'a Self::Target;
+}
+
+impl<'a, T: ?Sized + LockKey> KeyProbeValue<'a> for &&KeyProbe<'a, T> {
+    type Target = T;
+    #[inline]
+    fn key(&self) -> &'a T {
+        self.0
+    }
+}
+
+/// Picked for a reference to something that is not a key.
+pub trait KeyProbeRefOther {
+    /// The type that is not a key.
+    type Target: ?Sized;
+    /// A rejection naming the type.
+    fn key(&self) -> NotAKey<Self::Target>;
+}
+
+impl<T: ?Sized> KeyProbeRefOther for &KeyProbe<'_, &T> {
+    type Target = T;
+    fn key(&self) -> NotAKey<T> {
+        NotAKey(PhantomData)
+    }
+}
+
+/// Picked for anything else.
+pub trait KeyProbeOther {
+    /// The type that is not a key.
+    type Target: ?Sized;
+    /// A rejection naming the type.
+    fn key(&self) -> NotAKey<Self::Target>;
+}
+
+impl<T: ?Sized> KeyProbeOther for KeyProbe<'_, T> {
+    type Target = T;
+    fn key(&self) -> NotAKey<T> {
+        NotAKey(PhantomData)
+    }
+}
+
+/// A key expression whose type `T` is not a key.
+pub struct NotAKey<T: ?Sized>(PhantomData<fn() -> *const T>);
+
+/// A probed key: a `&Q` with `Q: LockKey`, or a [`NotAKey`], which fails
+/// with one error.
+pub trait KeyArg<'a> {
+    /// The key type looked up.
+    type Key: ?Sized + LockKey;
+    /// The key.
+    fn key(self) -> &'a Self::Key;
+}
+
+impl<'a, Q: ?Sized + LockKey> KeyArg<'a> for &'a Q {
+    type Key = Q;
+    #[inline]
+    fn key(self) -> &'a Q {
+        self
+    }
+}
+
+impl<T: ?Sized> KeyArg<'static> for NotAKey<T> {
+    type Key = str;
+    fn key(self) -> &'static str {
+        ""
+    }
+}
+
+/// Passes a key through; a [`NotAKey`] fails here, once, at the key
+/// expression (and then stands in for a key, so nothing after fails too).
+#[inline]
+pub fn key_arg<'a, A>(arg: A) -> &'a A::Key
+where
+    A: KeyArg<'a> + KeyChecked,
+{
+    arg.key()
+}
+
+/// Holds for a probed key; for a [`NotAKey`] only if its type `IsKey`,
+/// which none is.
+#[diagnostic::on_unimplemented(
+    message = "this expression cannot be a keylock key",
+    label = "the key of this lock",
+    note = "keys must be `Hash + Eq + Clone + Debug + Send + Sync + 'static` (integers, `String`, tuples, your own ids with those derives), or `str` / `[T]` looked up by reference",
+    note = "a key that is not `Send + Sync` (`Rc<str>`, `RefCell<_>`) can be converted first: `key = name.to_string()`"
+)]
+pub trait KeyChecked {}
+
+impl<Q: ?Sized + LockKey> KeyChecked for &Q {}
+
+impl<T: ?Sized + IsKey> KeyChecked for NotAKey<T> {}
+
+/// Implemented by no type: the bound a [`NotAKey`] fails, with the
+/// message users see.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a keylock key",
+    label = "the key of this lock",
+    note = "keys must be `Hash + Eq + Clone + Debug + Send + Sync + 'static` (integers, `String`, tuples, your own ids with those derives), or `str` / `[T]` looked up by reference",
+    note = "a key that is not `Send + Sync` (`Rc<str>`, `RefCell<_>`) can be converted first: `key = name.to_string()`"
+)]
+pub trait IsKey {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    // The explicit borrows are what select the probe's impls.
+    #[allow(clippy::needless_borrow)]
+    fn probe_strips_one_reference() {
+        let id = 5u64;
+        let name: &str = "general";
+        let owned_name = String::from("general");
+        let by_value: &u64 = key_arg((&&&&KeyProbe(&id)).key());
+        let by_str: &str = key_arg((&&&&KeyProbe(&name)).key());
+        let by_ref: &String = key_arg((&&&&KeyProbe(&&owned_name)).key());
+        assert_eq!(*by_value, 5);
+        assert_eq!(by_str, "general");
+        assert_eq!(by_ref, "general");
     }
 }

@@ -321,8 +321,7 @@ impl<K: Key> Dedup<K> {
 
     /// Like [`claim`](Self::claim), but describes a duplicate only when
     /// asked to: formatting the key costs more than the check itself.
-    #[doc(hidden)]
-    pub fn try_claim<'q, Q>(&self, key: &'q Q) -> Result<Claim<K>, Rejection<'q, Q>>
+    pub(crate) fn try_claim<'q, Q>(&self, key: &'q Q) -> Result<Claim<K>, Rejection<'q, Q>>
     where
         Q: ?Sized + LockKey<Owned = K>,
         K: Borrow<Q>,
@@ -465,8 +464,8 @@ impl<K: Key> fmt::Debug for Dedup<K> {
     }
 }
 
-/// A duplicate, not yet described. Not a stable API.
-#[doc(hidden)]
+/// A duplicate, not yet described. Reached only through `__private`; not a
+/// stable API.
 pub struct Rejection<'q, Q: ?Sized> {
     scope: Arc<str>,
     key: &'q Q,

@@ -57,43 +57,6 @@ impl<T: Key> LockKey for [T] {
     }
 }
 
-/// Turns the key expression of an attribute into a `&Q: LockKey`, removing
-/// one layer of reference: `key = channel_id` (a `u64`), `key = name` (a
-/// `&str`) and `key = &msg.author` (a `&String`) all look up the referent.
-///
-/// Called as `(&&KeyProbe(&(expr))).key()`: method resolution tries
-/// [`KeyProbeRef`] (implemented for `&KeyProbe<&T>`) one auto-deref step
-/// before [`KeyProbeValue`] (implemented for `KeyProbe<T>`), so a reference
-/// is stripped and any other value is taken as it is. Not a stable API.
-#[doc(hidden)]
-pub struct KeyProbe<'a, T: ?Sized>(pub &'a T);
-
-#[doc(hidden)]
-pub trait KeyProbeRef<'b> {
-    type Target: ?Sized;
-    fn key(&self) -> &'b Self::Target;
-}
-
-impl<'a, 'b, T: ?Sized> KeyProbeRef<'b> for &KeyProbe<'a, &'b T> {
-    type Target = T;
-    fn key(&self) -> &'b T {
-        self.0
-    }
-}
-
-#[doc(hidden)]
-pub trait KeyProbeValue<'a> {
-    type Target: ?Sized;
-    fn key(&self) -> &'a Self::Target;
-}
-
-impl<'a, T: ?Sized> KeyProbeValue<'a> for KeyProbe<'a, T> {
-    type Target = T;
-    fn key(&self) -> &'a T {
-        self.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,20 +72,5 @@ mod tests {
         let v: Vec<u8> = owned(&[1u8, 2][..]);
         assert_eq!(v, vec![1, 2]);
         assert_eq!(owned(&7u64), 7);
-    }
-
-    #[test]
-    // The explicit borrow is what selects the reference-stripping impl.
-    #[allow(clippy::needless_borrow)]
-    fn probe_strips_one_reference() {
-        let id = 5u64;
-        let name: &str = "general";
-        let owned_name = String::from("general");
-        let by_value: &u64 = (&&KeyProbe(&id)).key();
-        let by_str: &str = (&&KeyProbe(&name)).key();
-        let by_ref: &String = (&&KeyProbe(&&owned_name)).key();
-        assert_eq!(*by_value, 5);
-        assert_eq!(by_str, "general");
-        assert_eq!(by_ref, "general");
     }
 }

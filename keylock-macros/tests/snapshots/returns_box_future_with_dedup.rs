@@ -1,0 +1,48 @@
+fn once(id: &u64) -> BoxFuture<'_, Option<u64>> {
+    Box::pin(async move {
+        let __keylock_claim_0 = {
+            #[allow(unused_imports)]
+            use ::keylock::__private::{
+                KeyProbeOther as _, KeyProbeRef as _, KeyProbeRefOther as _,
+                KeyProbeValue as _,
+            };
+            static __KEYLOCK_SITE: ::keylock::__private::SiteCache = ::keylock::__private::SiteCache::new();
+            fn __keylock_marker() {}
+            let __keylock_registry: &::keylock::Registry = ::keylock::Registry::global();
+            match ::keylock::__private::key_arg(
+                (&&&&::keylock::__private::KeyProbe(&(id))).key(),
+            ) {
+                __keylock_key => {
+                    match __KEYLOCK_SITE
+                        .dedup(
+                            __keylock_registry,
+                            || ::keylock::__private::fn_path(
+                                ::core::any::type_name_of_val(&__keylock_marker),
+                            ),
+                            || ::keylock::DedupOptions::new(),
+                            |__keylock_scope| ::keylock::__private::try_claim(
+                                __keylock_scope,
+                                __keylock_key,
+                            ),
+                        )
+                    {
+                        ::core::result::Result::Ok(claim) => claim,
+                        ::core::result::Result::Err(__keylock_error) => {
+                            return ::keylock::__private::duplicate(move || {
+                                __keylock_error.into_error()
+                            });
+                        }
+                    }
+                }
+            }
+        };
+        let __keylock_result = async move { Some(*id) }.await;
+        let __keylock_failed = {
+            #[allow(unused_imports)]
+            use ::keylock::__private::{OutcomeOther as _, OutcomeResult as _};
+            (&&::keylock::__private::OutcomeProbe(&__keylock_result)).is_failure()
+        };
+        __keylock_claim_0.finish(__keylock_failed);
+        __keylock_result
+    })
+}
