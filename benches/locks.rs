@@ -9,6 +9,9 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
+
+#[path = "common/settings.rs"]
+mod settings;
 use dashmap::DashMap;
 
 #[path = "common/by_hand.rs"]
@@ -542,17 +545,7 @@ fn reports() {
 }
 
 fn main() {
-    let quick = std::env::var_os("KEYLOCK_BENCH_QUICK").is_some();
-    let (warm_up, measure) = if quick {
-        (Duration::from_millis(200), Duration::from_millis(700))
-    } else {
-        (Duration::from_millis(500), Duration::from_secs(2))
-    };
-    let mut criterion = Criterion::default()
-        .warm_up_time(warm_up)
-        .measurement_time(measure)
-        .sample_size(20)
-        .configure_from_args();
+    let mut criterion = settings::criterion();
     named_write_async(&mut criterion);
     keyed_u64_async(&mut criterion);
     keyed_str_async(&mut criterion);

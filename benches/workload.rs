@@ -14,6 +14,9 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
+
+#[path = "common/settings.rs"]
+mod settings;
 use dashmap::DashMap;
 use keylock::{dedup, write_lock, Registry};
 use tokio::runtime::Runtime;
@@ -261,17 +264,7 @@ fn dedup_stream(c: &mut Criterion) {
 }
 
 fn main() {
-    let quick = std::env::var_os("KEYLOCK_BENCH_QUICK").is_some();
-    let (warm_up, measure) = if quick {
-        (Duration::from_millis(200), Duration::from_millis(700))
-    } else {
-        (Duration::from_millis(500), Duration::from_secs(2))
-    };
-    let mut criterion = Criterion::default()
-        .warm_up_time(warm_up)
-        .measurement_time(measure)
-        .sample_size(20)
-        .configure_from_args();
+    let mut criterion = settings::criterion();
     keyed_async(&mut criterion, 1_000);
     keyed_async(&mut criterion, 100_000);
     keyed_str_async(&mut criterion);

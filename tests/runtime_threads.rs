@@ -36,6 +36,28 @@ fn within<R: Send + 'static>(
     outcome.recv_timeout(limit).ok()
 }
 
+/// Runs `body` on a new `current_thread` runtime; the message of the panic
+/// it must end in.
+fn refusal_on_current_thread<F>(body: impl FnOnce() -> F + Send + 'static) -> String
+where
+    F: std::future::Future<Output = ()>,
+{
+    let outcome = within(Duration::from_secs(20), || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        catch_unwind(AssertUnwindSafe(|| runtime.block_on(body())))
+    });
+    let payload = outcome
+        .expect("the runtime hung")
+        .expect_err("the call blocked");
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default()
+}
+
 #[test]
 fn sync_callers_on_every_worker_do_not_hang_a_multi_thread_runtime() {
     let finished = within(Duration::from_secs(20), || {
@@ -63,27 +85,12 @@ fn sync_callers_on_every_worker_do_not_hang_a_multi_thread_runtime() {
 
 #[test]
 fn a_sync_caller_on_a_current_thread_runtime_panics_naming_the_lock_and_the_fix() {
-    let outcome = within(Duration::from_secs(20), || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        catch_unwind(AssertUnwindSafe(|| {
-            runtime.block_on(async {
-                let holder = tokio::spawn(handle_async(2, Duration::from_millis(200)));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                handle_sync(2);
-                holder.await.unwrap();
-            })
-        }))
+    let message = refusal_on_current_thread(|| async {
+        let holder = tokio::spawn(handle_async(2, Duration::from_millis(200)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        handle_sync(2);
+        holder.await.unwrap();
     });
-    let payload = outcome
-        .expect("the runtime hung")
-        .expect_err("the call blocked");
-    let message = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
     assert!(message.contains("resource \"sessions\""), "{message}");
     assert!(message.contains("key 2"), "{message}");
     assert!(message.contains("runtime_threads.rs"), "{message}");
@@ -124,32 +131,16 @@ fn a_sync_dedup_waiter_on_a_current_thread_runtime_panics_instead_of_hanging() {
     fn handle_once(id: u64) -> Option<u64> {
         Some(id)
     }
-    let outcome = within(Duration::from_secs(20), || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        catch_unwind(AssertUnwindSafe(|| {
-            runtime.block_on(async {
-                let scope = DEDUP.dedup::<u64>("replies");
-                let claim = scope.claim(&5).unwrap();
-                let holder = tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    claim.release();
-                });
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                handle_once(5);
-                holder.await.unwrap();
-            })
-        }))
+    let message = refusal_on_current_thread(|| async {
+        let claim = DEDUP.dedup::<u64>("replies").claim(&5).unwrap();
+        let holder = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            claim.release();
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        handle_once(5);
+        holder.await.unwrap();
     });
-    let payload = outcome
-        .expect("the runtime hung")
-        .expect_err("the call blocked");
-    let message = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
     assert!(message.contains("dedup scope"), "{message}");
     assert!(message.contains("spawn_blocking"), "{message}");
 }
