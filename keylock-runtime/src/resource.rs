@@ -76,7 +76,7 @@ impl ResourceCore {
 
     /// Checks that the resource may be locked whole, fixing its shape on
     /// first use.
-    #[inline]
+    #[inline(always)]
     fn use_whole(&self, here: &'static Location<'static>) {
         if !self.whole.load(Ordering::Relaxed) {
             self.first_whole_use(here);
@@ -84,6 +84,7 @@ impl ResourceCore {
     }
 
     #[cold]
+    #[inline(never)]
     fn first_whole_use(&self, here: &'static Location<'static>) {
         let mut shape = sync::lock(&self.shape);
         match &*shape {
@@ -224,6 +225,7 @@ impl Resource {
     /// # Panics
     ///
     /// If the resource is keyed: see [`Resource`].
+    #[inline]
     #[track_caller]
     pub fn lock(&self) -> Lock {
         self.lock_at(Location::caller())
@@ -245,6 +247,7 @@ impl Resource {
     /// # Cancel safety
     ///
     /// Dropping the future before it completes leaves nothing behind.
+    #[inline]
     #[track_caller]
     pub fn read(&self) -> Acquire<ReadGuard> {
         self.lock().acquire(Access::Read, Location::caller())
@@ -259,6 +262,7 @@ impl Resource {
     /// # Cancel safety
     ///
     /// Dropping the future before it completes leaves nothing behind.
+    #[inline]
     #[track_caller]
     pub fn write(&self) -> Acquire<WriteGuard> {
         self.lock().acquire(Access::Write, Location::caller())
