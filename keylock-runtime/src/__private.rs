@@ -15,7 +15,7 @@ use crate::dedup::{Claim, Dedup, DedupOptions};
 use crate::error::Error;
 use crate::key::{Key, LockKey};
 use crate::keyed::Keyed;
-use crate::lock::{FromHeld, Lock, ReadGuard, WriteGuard};
+use crate::lock::{Caller, FromHeld, Lock, ReadGuard, WriteGuard};
 use crate::registry::Registry;
 
 pub use crate::dedup::Rejection;
@@ -259,8 +259,9 @@ pub trait Guard: Sized + Send + 'static {
         at: &'static Location<'static>,
     ) -> Result<Self, Error>;
 
-    /// Takes the lock if it is free.
-    fn try_take(lock: Lock, at: &'static Location<'static>) -> Result<Self, Error>;
+    /// Takes the lock if it is free; `blocking` for a sync function, whose
+    /// thread is then recorded as the holder.
+    fn try_take(lock: Lock, at: &'static Location<'static>, blocking: bool) -> Result<Self, Error>;
 }
 
 macro_rules! guard_impl {
@@ -280,13 +281,13 @@ macro_rules! guard_impl {
                 timeout: Duration,
                 at: &'static Location<'static>,
             ) -> impl Future<Output = Result<Self, Error>> + Send + 'static {
-                let acquisition = lock.acquire_timeout($access, timeout, at);
+                let acquisition = lock.acquire_timeout($access, timeout, Caller::api(at));
                 async move { acquisition.await.map($guard::from_held) }
             }
 
             #[inline]
             fn block(lock: Lock, at: &'static Location<'static>) -> Self {
-                $guard::from_held(lock.acquire_blocking($access, at))
+                $guard::from_held(lock.acquire_blocking($access, Caller::sync_annotated(at)))
             }
 
             #[inline]
@@ -295,13 +296,22 @@ macro_rules! guard_impl {
                 timeout: Duration,
                 at: &'static Location<'static>,
             ) -> Result<Self, Error> {
-                lock.acquire_blocking_timeout($access, timeout, at)
+                lock.acquire_blocking_timeout($access, timeout, Caller::sync_annotated(at))
                     .map($guard::from_held)
             }
 
             #[inline]
-            fn try_take(lock: Lock, at: &'static Location<'static>) -> Result<Self, Error> {
-                lock.try_acquire($access, at).map($guard::from_held)
+            fn try_take(
+                lock: Lock,
+                at: &'static Location<'static>,
+                blocking: bool,
+            ) -> Result<Self, Error> {
+                let caller = if blocking {
+                    Caller::sync_annotated(at)
+                } else {
+                    Caller::api(at)
+                };
+                lock.try_acquire($access, caller).map($guard::from_held)
             }
         }
     };
@@ -386,12 +396,12 @@ impl Wait for Skip {
         lock: Lock,
         at: &'static Location<'static>,
     ) -> impl Future<Output = Result<G, Error>> + Send + 'static {
-        std::future::ready(G::try_take(lock, at))
+        std::future::ready(G::try_take(lock, at, false))
     }
 
     #[inline]
     fn block<G: Guard>(self, lock: Lock, at: &'static Location<'static>) -> Result<G, Error> {
-        G::try_take(lock, at)
+        G::try_take(lock, at, true)
     }
 }
 

@@ -13,25 +13,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::access::Access;
+use crate::holder;
 use crate::key::Key;
 use crate::observe::{metrics_out, Counters, LiveTable, LockEvent, Role};
 use crate::raw::{Fairness, RawRwLock};
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 
 /// One lock: the primitive, the resource it belongs to, and its key. A
 /// keyed entry stores its key inline (`LockEntry<K>`); a
 /// [`Lock`](crate::Lock) sees any entry as `LockEntry<dyn EntryKey>`.
 pub(crate) struct LockEntry<K: ?Sized> {
     pub(crate) raw: RawRwLock,
+    /// Who holds the lock, as recorded by sync annotated functions: a
+    /// [`holder::Stamp`] (their thread and call site), or 0. A writer records
+    /// itself; of several readers, the last to arrive. Cleared before the
+    /// lock is released, so it never names a past holder.
+    holder: AtomicU64,
     pub(crate) resource: Arc<ResourceInfo>,
     pub(crate) key: K,
 }
 
-impl<K: Key> LockEntry<K> {
+impl<K> LockEntry<K> {
     /// A new, free entry for `key` of `resource`.
     pub(crate) fn new(resource: Arc<ResourceInfo>, key: K) -> Self {
         LockEntry {
             raw: RawRwLock::new(resource.settings.fairness),
+            holder: AtomicU64::new(0),
             resource,
             key,
         }
@@ -52,6 +59,43 @@ impl<K: ?Sized + EntryKey> LockEntry<K> {
     /// The key in its `Debug` form; `None` for a resource's own lock.
     pub(crate) fn key_debug(&self) -> Option<String> {
         self.key.describe()
+    }
+
+    /// Records the current thread, which just acquired at `site`, as the
+    /// holder.
+    #[inline]
+    pub(crate) fn record_holder(&self, site: &'static Location<'static>) {
+        self.holder.store(holder::stamp(site), Ordering::Relaxed);
+    }
+
+    /// Forgets the current thread as the holder; it is about to release.
+    /// Runs before the release, so a later acquirer never finds a past
+    /// holder recorded.
+    #[inline]
+    pub(crate) fn forget_holder(&self, access: Access) {
+        match access {
+            Access::Write => self.holder.store(0, Ordering::Relaxed),
+            // Another reader may have recorded itself since: leave it.
+            Access::Read => self.forget_reader(),
+        }
+    }
+
+    #[cold]
+    fn forget_reader(&self) {
+        let recorded = self.holder.load(Ordering::Relaxed);
+        if holder::is_this_thread(recorded) {
+            let _ = self
+                .holder
+                .compare_exchange(recorded, 0, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// When the current thread is the recorded holder: `Some`, with where
+    /// it took the lock if known. Such a caller would wait for itself.
+    #[cold]
+    pub(crate) fn held_by_caller(&self) -> Option<Option<&'static Location<'static>>> {
+        let recorded = self.holder.load(Ordering::Relaxed);
+        holder::is_this_thread(recorded).then(|| holder::site_of(recorded))
     }
 }
 
@@ -87,6 +131,9 @@ pub(crate) struct Settings {
     pub(crate) long_hold: Option<Duration>,
     /// Keep the live view of holders and waiters.
     pub(crate) track_holders: bool,
+    /// Record the holders of annotated functions, so that a task or thread
+    /// asking for a lock it holds gets an error instead of waiting forever.
+    pub(crate) self_deadlock_check: bool,
 }
 
 impl Settings {

@@ -46,13 +46,33 @@ pub enum Error {
         /// than finished and remembered).
         in_flight: bool,
     },
+    /// The caller asked for a lock that it already holds (the same Tokio
+    /// task, or the same thread outside any task), in a way that would make
+    /// it wait for itself forever: a write while it holds the lock, or any
+    /// access that has to queue while it holds a read.
+    #[non_exhaustive]
+    WouldDeadlock {
+        /// Name of the resource.
+        resource: String,
+        /// The key, in its `Debug` form, for keyed locks.
+        key: Option<String>,
+        /// What was asked for: read or write.
+        access: Access,
+        /// Where the caller took the lock it holds, as `file:line:column`,
+        /// when known.
+        held_at: Option<String>,
+        /// Where it asked for the lock again.
+        requested_at: String,
+    },
 }
 
 impl Error {
     /// The resource (or dedup scope) the failure was about.
     pub fn resource(&self) -> &str {
         match self {
-            Error::Timeout { resource, .. } | Error::Busy { resource, .. } => resource,
+            Error::Timeout { resource, .. }
+            | Error::Busy { resource, .. }
+            | Error::WouldDeadlock { resource, .. } => resource,
             Error::Duplicate { scope, .. } => scope,
         }
     }
@@ -60,9 +80,10 @@ impl Error {
     /// The key, in its `Debug` form, when the lock was keyed.
     pub fn key(&self) -> Option<&str> {
         match self {
-            Error::Timeout { key, .. } | Error::Busy { key, .. } | Error::Duplicate { key, .. } => {
-                key.as_deref()
-            }
+            Error::Timeout { key, .. }
+            | Error::Busy { key, .. }
+            | Error::Duplicate { key, .. }
+            | Error::WouldDeadlock { key, .. } => key.as_deref(),
         }
     }
 
@@ -79,6 +100,11 @@ impl Error {
     /// Whether this is [`Error::Duplicate`].
     pub fn is_duplicate(&self) -> bool {
         matches!(self, Error::Duplicate { .. })
+    }
+
+    /// Whether this is [`Error::WouldDeadlock`].
+    pub fn is_would_deadlock(&self) -> bool {
+        matches!(self, Error::WouldDeadlock { .. })
     }
 }
 
@@ -130,6 +156,28 @@ impl fmt::Display for Error {
                     "already handled"
                 }
             ),
+            Error::WouldDeadlock {
+                resource,
+                key,
+                access,
+                held_at,
+                requested_at,
+            } => {
+                write!(
+                    f,
+                    "would deadlock: the {access} lock on {} was asked for at {requested_at} by \
+                     the task (or thread) that already holds it",
+                    Target(resource, key.as_deref())
+                )?;
+                match held_at {
+                    Some(held_at) => write!(f, ", taken at {held_at}")?,
+                    None => f.write_str(", taken earlier")?,
+                }
+                f.write_str(
+                    "; it would wait for itself forever (keylock's locks are not re-entrant: \
+                     call the inner code through an unannotated function)",
+                )
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::access::Access;
 use crate::key::{Key, LockKey};
 use crate::key_map::KeyMap;
-use crate::lock::{Acquire, FromHeld, Lock, ReadGuard, WriteGuard};
+use crate::lock::{Acquire, Caller, FromHeld, Lock, ReadGuard, WriteGuard};
 use crate::resource::{Resource, ResourceCore};
 
 /// The locks of one resource for keys of type `K`: exclusive or shared
@@ -109,7 +109,7 @@ impl<K: Key> Keyed<K> {
     {
         self.map
             .lock(key)
-            .try_acquire(Access::Read, Location::caller())
+            .try_acquire(Access::Read, Caller::api(Location::caller()))
             .map(ReadGuard::from_held)
     }
 
@@ -126,7 +126,7 @@ impl<K: Key> Keyed<K> {
     {
         self.map
             .lock(key)
-            .try_acquire(Access::Write, Location::caller())
+            .try_acquire(Access::Write, Caller::api(Location::caller()))
             .map(WriteGuard::from_held)
     }
 
@@ -147,7 +147,7 @@ impl<K: Key> Keyed<K> {
         ReadGuard::from_held(
             self.map
                 .lock(key)
-                .acquire_blocking(Access::Read, Location::caller()),
+                .acquire_blocking(Access::Read, Caller::api(Location::caller())),
         )
     }
 
@@ -166,7 +166,7 @@ impl<K: Key> Keyed<K> {
         WriteGuard::from_held(
             self.map
                 .lock(key)
-                .acquire_blocking(Access::Write, Location::caller()),
+                .acquire_blocking(Access::Write, Caller::api(Location::caller())),
         )
     }
 

@@ -127,6 +127,7 @@
 mod access;
 mod clock;
 mod error;
+mod holder;
 mod key;
 mod sync;
 

@@ -18,6 +18,37 @@ use crate::raw::{Contention, Slot, TimedOut};
 use crate::runtime_thread;
 use crate::timer;
 
+/// Who acquires: where from, and whether it is a sync annotated function.
+/// Such a function's guard never leaves it, and the function never leaves
+/// its thread, so its thread is recorded as the holder: anything else that
+/// runs on that thread while it holds runs inside it, and would wait for
+/// itself (see [`holder`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Caller {
+    pub(crate) location: &'static Location<'static>,
+    pub(crate) records_holder: bool,
+}
+
+impl Caller {
+    /// A call of the public API.
+    #[inline]
+    pub(crate) fn api(location: &'static Location<'static>) -> Caller {
+        Caller {
+            location,
+            records_holder: false,
+        }
+    }
+
+    /// A sync annotated function's acquisition.
+    #[inline]
+    pub(crate) fn sync_annotated(location: &'static Location<'static>) -> Caller {
+        Caller {
+            location,
+            records_holder: true,
+        }
+    }
+}
+
 /// A handle to one lock: a named resource's own lock, or the lock of one key
 /// of a keyed resource.
 ///
@@ -77,7 +108,7 @@ macro_rules! acquire_methods {
         #[track_caller]
         pub fn $try(&self) -> Result<$guard, Error> {
             self.clone()
-                .try_acquire($access, Location::caller())
+                .try_acquire($access, Caller::api(Location::caller()))
                 .map($guard::from_held)
         }
 
@@ -100,9 +131,9 @@ macro_rules! acquire_methods {
             &self,
             timeout: Duration,
         ) -> impl Future<Output = Result<$guard, Error>> + Send + 'static {
-            let acquisition = self
-                .clone()
-                .acquire_timeout($access, timeout, Location::caller());
+            let acquisition =
+                self.clone()
+                    .acquire_timeout($access, timeout, Caller::api(Location::caller()));
             async move { acquisition.await.map($guard::from_held) }
         }
 
@@ -128,11 +159,11 @@ macro_rules! acquire_methods {
         /// form to bound it.
         #[track_caller]
         pub fn $blocking(&self) -> $guard {
-            let location = Location::caller();
-            let contention = self.wait_untimed($access, location);
+            let caller = Caller::api(Location::caller());
+            let contention = self.wait_untimed($access, caller);
             // Cloned once held: waiting threads then never touch the
             // handle's reference count, which the holder updates.
-            $guard::from_held(self.clone().acquired($access, contention, location))
+            $guard::from_held(self.clone().acquired($access, contention, caller))
         }
 
         #[doc = concat!("Blocks the current thread at most `timeout` for ", $mode, " access.")]
@@ -148,7 +179,7 @@ macro_rules! acquire_methods {
         #[track_caller]
         pub fn $blocking_timeout(&self, timeout: Duration) -> Result<$guard, Error> {
             self.clone()
-                .acquire_blocking_timeout($access, timeout, Location::caller())
+                .acquire_blocking_timeout($access, timeout, Caller::api(Location::caller()))
                 .map($guard::from_held)
         }
     };
@@ -215,6 +246,8 @@ impl Lock {
         self.entry.resource().record(LockEvent::FailedWhileHeld);
     }
 
+    /// Waits for the lock, as a future. Async acquisitions never record
+    /// their holder (see [`Caller`]), so they need only the location.
     pub(crate) fn acquire<G>(
         self,
         access: Access,
@@ -232,21 +265,20 @@ impl Lock {
 
     /// Blocks until the lock is held, consuming this handle into the hold.
     #[inline]
-    pub(crate) fn acquire_blocking(
-        self,
-        access: Access,
-        location: &'static Location<'static>,
-    ) -> Held {
-        let contention = self.wait_untimed(access, location);
-        self.acquired(access, contention, location)
+    pub(crate) fn acquire_blocking(self, access: Access, caller: Caller) -> Held {
+        let contention = self.wait_untimed(access, caller);
+        self.acquired(access, contention, caller)
     }
 
     /// Blocks for the lock without a deadline.
     #[inline]
-    fn wait_untimed(&self, access: Access, location: &'static Location<'static>) -> Contention {
-        match self.wait_blocking(access, None, location) {
+    fn wait_untimed(&self, access: Access, caller: Caller) -> Contention {
+        match self.wait_blocking(access, None, caller) {
             Ok(contention) => contention,
-            Err(_) => unreachable!("an acquisition without deadline cannot time out"),
+            Err(Unacquired::WouldDeadlock(error)) => panic!("{error}"),
+            Err(Unacquired::TimedOut) => {
+                unreachable!("an acquisition without deadline cannot time out")
+            }
         }
     }
 
@@ -257,12 +289,12 @@ impl Lock {
         &self,
         access: Access,
         deadline: Option<Instant>,
-        location: &'static Location<'static>,
-    ) -> Result<Contention, TimedOut> {
+        caller: Caller,
+    ) -> Result<Contention, Unacquired> {
         if self.entry.raw().try_acquire(access) {
             return Ok(Contention::Uncontended);
         }
-        self.wait_queued(access, deadline, location)
+        self.wait_queued(access, deadline, caller)
     }
 
     #[inline(never)]
@@ -270,16 +302,35 @@ impl Lock {
         &self,
         access: Access,
         deadline: Option<Instant>,
-        location: &'static Location<'static>,
-    ) -> Result<Contention, TimedOut> {
+        caller: Caller,
+    ) -> Result<Contention, Unacquired> {
+        if let Some(error) = self.self_deadlock(access, caller.location) {
+            return Err(Unacquired::WouldDeadlock(error));
+        }
         let resource = self.entry.resource();
-        let waiting = resource.start_wait(|| self.entry.key_debug(), access, location);
+        let waiting = resource.start_wait(|| self.entry.key_debug(), access, caller.location);
         let result = runtime_thread::block_without_hanging(
             || self.entry.raw().acquire_blocking(access, deadline),
-            || self.describe_wait(access, location),
+            || self.describe_wait(access, caller.location),
         );
         resource.end_wait(waiting);
-        result
+        result.map_err(|TimedOut| Unacquired::TimedOut)
+    }
+
+    /// The error for a caller that would wait for itself: the lock is
+    /// recorded as held by the current task or thread.
+    #[cold]
+    fn self_deadlock(&self, access: Access, location: &'static Location<'static>) -> Option<Error> {
+        let held_at = self.entry.held_by_caller()?;
+        let error = Error::WouldDeadlock {
+            resource: self.entry.resource().name().to_owned(),
+            key: self.entry.key_debug(),
+            access,
+            held_at: held_at.map(ToString::to_string),
+            requested_at: location.to_string(),
+        };
+        tracing_out::would_deadlock(&error);
+        Some(error)
     }
 
     /// "the blocking write lock on resource "db", key 7, taken at ...".
@@ -296,13 +347,9 @@ impl Lock {
         )
     }
 
-    pub(crate) fn try_acquire(
-        self,
-        access: Access,
-        location: &'static Location<'static>,
-    ) -> Result<Held, Error> {
+    pub(crate) fn try_acquire(self, access: Access, caller: Caller) -> Result<Held, Error> {
         if self.entry.raw().try_acquire(access) {
-            Ok(self.acquired(access, Contention::Uncontended, location))
+            Ok(self.acquired(access, Contention::Uncontended, caller))
         } else {
             self.entry.resource().record(LockEvent::Busy);
             if let Some(live) = self.entry.resource().live() {
@@ -310,7 +357,7 @@ impl Lock {
                     OperationKind::Busy,
                     self.entry.key_debug(),
                     access,
-                    location,
+                    caller.location,
                     None,
                 );
             }
@@ -326,16 +373,19 @@ impl Lock {
         self,
         access: Access,
         timeout: Duration,
-        location: &'static Location<'static>,
+        caller: Caller,
     ) -> Result<Held, Error> {
         if self.entry.raw().try_acquire(access) {
-            return Ok(self.acquired(access, Contention::Uncontended, location));
+            return Ok(self.acquired(access, Contention::Uncontended, caller));
+        }
+        if let Some(error) = self.self_deadlock(access, caller.location) {
+            return Err(error);
         }
         let started = Instant::now();
         let resource = self.entry.resource().name().to_owned();
         let key = self.entry.key_debug();
         let entry = Arc::clone(&self.entry);
-        match timer::timeout(timeout, self.acquire::<Held>(access, location)).await {
+        match timer::timeout(timeout, self.acquire::<Held>(access, caller.location)).await {
             Some(held) => Ok(held),
             None => {
                 entry.resource().record(LockEvent::TimedOut);
@@ -345,7 +395,7 @@ impl Lock {
                         OperationKind::TimedOut,
                         key.clone(),
                         access,
-                        location,
+                        caller.location,
                         Some(waited),
                     );
                 }
@@ -365,13 +415,14 @@ impl Lock {
         self,
         access: Access,
         timeout: Duration,
-        location: &'static Location<'static>,
+        caller: Caller,
     ) -> Result<Held, Error> {
         let started = Instant::now();
         let deadline = started.checked_add(timeout);
-        match self.wait_blocking(access, deadline, location) {
-            Ok(contention) => Ok(self.acquired(access, contention, location)),
-            Err(_) => {
+        match self.wait_blocking(access, deadline, caller) {
+            Ok(contention) => Ok(self.acquired(access, contention, caller)),
+            Err(Unacquired::WouldDeadlock(error)) => Err(error),
+            Err(Unacquired::TimedOut) => {
                 self.entry.resource().record(LockEvent::TimedOut);
                 let waited = started.elapsed();
                 if let Some(live) = self.entry.resource().live() {
@@ -379,7 +430,7 @@ impl Lock {
                         OperationKind::TimedOut,
                         self.entry.key_debug(),
                         access,
-                        location,
+                        caller.location,
                         Some(waited),
                     );
                 }
@@ -401,17 +452,17 @@ impl Lock {
     /// user code (a key's `Debug`, a `tracing` subscriber, a `metrics`
     /// recorder), and should that panic, dropping the hold releases the lock.
     #[inline(always)]
-    fn acquired(
-        self,
-        access: Access,
-        contention: Contention,
-        location: &'static Location<'static>,
-    ) -> Held {
+    fn acquired(self, access: Access, contention: Contention, caller: Caller) -> Held {
         let mut held = Held {
             lock: self,
             access,
+            recorded: false,
             watch: None,
         };
+        if caller.records_holder && held.lock.entry.resource().settings().self_deadlock_check {
+            held.lock.entry.record_holder(caller.location);
+            held.recorded = true;
+        }
         let resource = held.lock.entry.resource();
         let waited = match contention {
             Contention::Uncontended => None,
@@ -422,7 +473,11 @@ impl Lock {
         };
         resource.record(LockEvent::Acquired { access, waited });
         if resource.settings().watches_holds() {
-            held.watch = Some(Box::new(held.lock.watch_hold(access, location, waited)));
+            held.watch = Some(Box::new(held.lock.watch_hold(
+                access,
+                caller.location,
+                waited,
+            )));
         }
         held
     }
@@ -468,6 +523,12 @@ impl Lock {
     }
 }
 
+/// Why a blocking wait ended without the lock.
+enum Unacquired {
+    TimedOut,
+    WouldDeadlock(Error),
+}
+
 /// What a hold records beyond the counters: its start, for hold times,
 /// and its entry in the live view. Boxed, so that a guard stays small when
 /// neither is configured.
@@ -483,6 +544,8 @@ struct HoldWatch {
 pub(crate) struct Held {
     lock: Lock,
     access: Access,
+    /// Whether the entry records this hold's thread (see [`Caller`]).
+    recorded: bool,
     /// Hold timing and the live view entry, when configured.
     watch: Option<Box<HoldWatch>>,
 }
@@ -522,6 +585,9 @@ impl Held {
 impl Drop for Held {
     #[inline]
     fn drop(&mut self) {
+        if self.recorded {
+            self.lock.entry.forget_holder(self.access);
+        }
         self.lock.entry.raw().release(self.access);
         if let Some(watch) = self.watch.take() {
             self.unwatch(&watch);
@@ -615,6 +681,11 @@ impl<G: FromHeld> Future for Acquire<G> {
         {
             Poll::Pending => {
                 if this.waiting.is_none() {
+                    if let Some(error) = lock.self_deadlock(this.access, this.location) {
+                        // Dropping the future (unwinding does) leaves the
+                        // queue.
+                        panic!("{error}");
+                    }
                     this.start_waiting();
                 }
                 Poll::Pending
@@ -627,7 +698,7 @@ impl<G: FromHeld> Future for Acquire<G> {
                 Poll::Ready(G::from_held(lock.acquired(
                     this.access,
                     contention,
-                    this.location,
+                    Caller::api(this.location),
                 )))
             }
         }

@@ -124,6 +124,7 @@ impl Registry {
             slow_wait: DEFAULT_SLOW_WAIT,
             long_hold: None,
             track_holders: false,
+            self_deadlock_check: true,
             clock: Clock::System,
         }
     }
@@ -301,6 +302,7 @@ pub struct RegistryBuilder {
     slow_wait: Duration,
     long_hold: Option<Duration>,
     track_holders: bool,
+    self_deadlock_check: bool,
     clock: Clock,
 }
 
@@ -349,6 +351,21 @@ impl RegistryBuilder {
     /// it costs a mutex and an allocation per acquisition.
     pub fn track_holders(mut self, enabled: bool) -> Self {
         self.track_holders = enabled;
+        self
+    }
+
+    /// Whether a task or thread that asks for a lock it already holds gets
+    /// an error instead of waiting for itself forever (default: on).
+    ///
+    /// Annotated functions record which task (inside a Tokio runtime) or
+    /// thread holds their lock; an acquisition that would have to wait for
+    /// its own caller then fails with
+    /// [`Error::WouldDeadlock`](crate::Error::WouldDeadlock) (through the
+    /// return type, or a panic where there is none) instead of hanging.
+    /// Recording costs two atomic stores per annotated acquisition; off, a
+    /// self-deadlock hangs as with any lock.
+    pub fn self_deadlock_check(mut self, enabled: bool) -> Self {
+        self.self_deadlock_check = enabled;
         self
     }
 
@@ -405,6 +422,7 @@ impl RegistryBuilder {
                     slow_wait: self.slow_wait,
                     long_hold: self.long_hold,
                     track_holders: self.track_holders,
+                    self_deadlock_check: self.self_deadlock_check,
                 },
                 fairness_bound: self.fairness_bound,
                 resources: Mutex::new(HashMap::new()),

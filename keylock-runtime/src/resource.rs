@@ -12,7 +12,6 @@ use crate::key_map::{ErasedKeyMap, KeyMap};
 use crate::keyed::Keyed;
 use crate::lock::{Acquire, Lock, ReadGuard, WriteGuard};
 use crate::observe::{Occupancy, ResourceStats};
-use crate::raw::RawRwLock;
 use crate::sync::{self, AtomicBool, Mutex, Ordering};
 
 /// One named resource: its own lock and its key maps.
@@ -48,11 +47,7 @@ impl ResourceCore {
     pub(crate) fn new(name: Arc<str>, settings: Settings) -> Self {
         let info = Arc::new(ResourceInfo::new(name, settings));
         ResourceCore {
-            own: Arc::new(LockEntry {
-                raw: RawRwLock::new(settings.fairness),
-                resource: info,
-                key: Unkeyed,
-            }),
+            own: Arc::new(LockEntry::new(info, Unkeyed)),
             whole: AtomicBool::new(false),
             shape: Mutex::new(Shape::Unused),
         }

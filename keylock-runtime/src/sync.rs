@@ -35,3 +35,14 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         Err(poisoned) => poisoned.into_inner(),
     }
 }
+
+/// Locks a process-wide static's mutex (a std mutex: loom cannot model
+/// statics), ignoring poisoning as [`lock`] does.
+pub(crate) fn lock_static<T>(
+    mutex: &'static std::sync::Mutex<T>,
+) -> std::sync::MutexGuard<'static, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}

@@ -37,6 +37,15 @@ pub(crate) fn contended(
     }
 }
 
+/// An acquisition that would have waited for its own caller.
+#[cfg(feature = "tracing")]
+pub(crate) fn would_deadlock(error: &Error) {
+    tracing::error!(target: "keylock", resource = error.resource(), key = error.key(), "{error}");
+}
+
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn would_deadlock(_: &Error) {}
+
 /// A waiting acquisition gave up.
 #[cfg(feature = "tracing")]
 pub(crate) fn timed_out(error: &Error) {
