@@ -144,3 +144,54 @@ fn a_sync_dedup_waiter_on_a_current_thread_runtime_panics_instead_of_hanging() {
     assert!(message.contains("dedup scope"), "{message}");
     assert!(message.contains("spawn_blocking"), "{message}");
 }
+
+#[write_lock("sessions", key = channel, registry = REGISTRY, timeout = "5s")]
+fn handle_sync_timed(channel: u64) -> Result<u64, keylock::Error> {
+    Ok(channel)
+}
+
+#[test]
+fn a_timed_sync_caller_on_a_current_thread_runtime_waits_for_a_thread_holder() {
+    let outcome = within(Duration::from_secs(20), || {
+        let holder = REGISTRY.key_lock("sessions", &6u64).write_blocking();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(holder);
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let outcome = runtime.block_on(async { handle_sync_timed(6) });
+        release.join().unwrap();
+        outcome
+    });
+    assert_eq!(outcome.expect("the runtime hung").unwrap(), 6);
+}
+
+#[test]
+fn a_refused_wait_leaves_no_waiter_behind() {
+    static TRACKED: LazyLock<Registry> =
+        LazyLock::new(|| Registry::builder().track_holders(true).build());
+    #[write_lock("tracked", key = channel, registry = TRACKED)]
+    fn tracked_sync(channel: u64) -> u64 {
+        channel
+    }
+    #[write_lock("tracked", key = channel, registry = TRACKED)]
+    async fn tracked_async(channel: u64) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let message = refusal_on_current_thread(|| async {
+        let holder = tokio::spawn(tracked_async(1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tracked_sync(1);
+        holder.await.unwrap();
+    });
+    assert!(message.contains("spawn_blocking"), "{message}");
+    // The holder task was dropped with its runtime; nothing is left.
+    let stats = TRACKED.stats();
+    let stats = stats.resource("tracked").unwrap();
+    assert!(stats.live.is_empty(), "{:?}", stats.live);
+    assert_eq!(stats.waiters, 0);
+    assert_eq!(tracked_sync(1), 1);
+}

@@ -23,9 +23,10 @@ pub use crate::dedup::Rejection;
 /// A per-call-site cache of the resource handle, so that an annotated
 /// function never looks its resource up by name after the first call.
 ///
-/// The cache remembers the first registry and key type it saw; calls with
-/// another registry (`registry = ...` evaluated per call) or another key
-/// type (a generic function) take the uncached path.
+/// The cache remembers the first registry it saw; calls with another
+/// registry (`registry = ...` evaluated per call) take the uncached path.
+/// (A generic function called with another key type takes it too, and
+/// then meets the resource's one key type.)
 pub struct SiteCache {
     cell: OnceLock<(u64, Box<dyn Any + Send + Sync>)>,
 }

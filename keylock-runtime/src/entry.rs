@@ -197,14 +197,14 @@ impl ResourceInfo {
         access: Access,
         location: &'static Location<'static>,
     ) -> QueuedWait {
+        // The key's `Debug` first: should it panic, nothing is counted yet.
+        let live = self
+            .live
+            .as_ref()
+            .map(|live| live.enter(Role::Waiting, key(), access, location));
         let now = self.waiting.fetch_add(1, Ordering::Relaxed) + 1;
         self.peak_waiting.fetch_max(now, Ordering::Relaxed);
-        QueuedWait {
-            live: self
-                .live
-                .as_ref()
-                .map(|live| live.enter(Role::Waiting, key(), access, location)),
-        }
+        QueuedWait { live }
     }
 
     /// The queued caller got the lock or gave up.

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::access::Access;
-use crate::entry::{EntryKey, LockEntry, QueuedWait};
+use crate::entry::{EntryKey, LockEntry, QueuedWait, ResourceInfo};
 use crate::error::Error;
 use crate::observe::{tracing_out, LockEvent, OperationKind, Role};
 use crate::raw::{Contention, Slot, TimedOut};
@@ -308,12 +308,21 @@ impl Lock {
             return Err(Unacquired::WouldDeadlock(error));
         }
         let resource = self.entry.resource();
-        let waiting = resource.start_wait(|| self.entry.key_debug(), access, caller.location);
-        let result = runtime_thread::block_without_hanging(
-            || self.entry.raw().acquire_blocking(access, deadline),
-            || self.describe_wait(access, caller.location),
-        );
-        resource.end_wait(waiting);
+        // Ends the wait's count and live view entry however the wait ends,
+        // also when a refusal to block unwinds.
+        let _waiting = CountedWait {
+            resource,
+            waiting: Some(resource.start_wait(|| self.entry.key_debug(), access, caller.location)),
+        };
+        let wait = || self.entry.raw().acquire_blocking(access, deadline);
+        let result = if deadline.is_some() {
+            // A bounded wait cannot hang a runtime for good.
+            runtime_thread::block_bounded(wait)
+        } else {
+            runtime_thread::block_without_hanging(wait, || {
+                self.describe_wait(access, caller.location)
+            })
+        };
         result.map_err(|TimedOut| Unacquired::TimedOut)
     }
 
@@ -519,6 +528,20 @@ impl Lock {
             since,
             live,
             location,
+        }
+    }
+}
+
+/// A blocking wait, counted as queued until dropped.
+struct CountedWait<'a> {
+    resource: &'a ResourceInfo,
+    waiting: Option<QueuedWait>,
+}
+
+impl Drop for CountedWait<'_> {
+    fn drop(&mut self) {
+        if let Some(waiting) = self.waiting.take() {
+            self.resource.end_wait(waiting);
         }
     }
 }

@@ -9,9 +9,26 @@
 //! first, and which refuses on a thread that must not block; keylock turns
 //! that refusal into a panic that names the lock, the call site and the fix.
 //! Outside any runtime, and on `spawn_blocking` threads, the wait simply
-//! blocks.
+//! blocks. A wait with a deadline never hangs for good: it blocks where
+//! it can move the runtime's tasks off first, and elsewhere stalls its
+//! thread at most until the deadline.
+//!
+//! Not covered: a holder that is a future of the very task that blocks
+//! (two branches of one `join!`); that task cannot run while it waits, as
+//! with any blocking lock.
 
 use std::panic::{self, AssertUnwindSafe};
+
+/// Runs `wait`, a blocking wait with a deadline: where the runtime can move
+/// its other tasks off this thread first, it does; elsewhere the thread
+/// stalls, at most until the deadline.
+#[cold]
+pub(crate) fn block_bounded<R>(wait: impl FnOnce() -> R) -> R {
+    match in_place(wait) {
+        Ok(result) => result,
+        Err(refused) => refused(),
+    }
+}
 
 /// Runs `wait`, a wait that blocks the current thread, without hanging the
 /// Tokio runtime this thread may belong to. `what` describes the wait for
@@ -28,8 +45,24 @@ pub(crate) fn block_without_hanging<R>(
     wait: impl FnOnce() -> R,
     what: impl FnOnce() -> String,
 ) -> R {
+    match in_place(wait) {
+        Ok(result) => result,
+        Err(_) => panic!(
+            "keylock: {what} would block a thread that runs a current_thread Tokio runtime or \
+             a LocalSet, so the task it waits for could never run. Call this sync function \
+             from `tokio::task::spawn_blocking`, make it `async`, give it a `timeout`, or use \
+             a multi-thread runtime.",
+            what = what(),
+        ),
+    }
+}
+
+/// Runs `wait` through `block_in_place` inside a runtime, directly outside
+/// one; gives `wait` back, not run, when Tokio refuses to block this
+/// thread.
+fn in_place<R, W: FnOnce() -> R>(wait: W) -> Result<R, W> {
     if tokio::runtime::Handle::try_current().is_err() {
-        return wait();
+        return Ok(wait());
     }
     let mut wait = Some(wait);
     let mut started = false;
@@ -39,16 +72,10 @@ pub(crate) fn block_without_hanging<R>(
             wait.take().map(|wait| wait())
         })
     }));
-    match outcome {
-        Ok(Some(result)) => result,
-        Ok(None) => unreachable!("the wait runs once"),
-        Err(payload) if started => panic::resume_unwind(payload),
-        Err(_) => panic!(
-            "keylock: {what} would block a thread that runs a current_thread Tokio runtime or \
-             a LocalSet, so the task it waits for could never run. Call this sync function \
-             from `tokio::task::spawn_blocking`, make it `async`, or use a multi-thread \
-             runtime.",
-            what = what(),
-        ),
+    match (outcome, wait) {
+        (Ok(Some(result)), _) => Ok(result),
+        (Err(payload), _) if started => panic::resume_unwind(payload),
+        (_, Some(refused)) => Err(refused),
+        (Ok(None), None) | (Err(_), None) => unreachable!("the wait ran, or was given back"),
     }
 }

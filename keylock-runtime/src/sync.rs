@@ -27,8 +27,11 @@ mod imp {
 
 pub(crate) use imp::*;
 
-/// Locks a mutex, ignoring poisoning: the runtime never panics while holding
-/// one of its own mutexes, and user code never runs under them.
+/// Locks a mutex, ignoring poisoning: what the runtime's mutexes guard stays
+/// consistent even if a panic unwinds through a holder. The only user code
+/// that runs under one is a key's `Hash`, `Eq` and `Clone` (a dedup scope
+/// compares and copies keys under its mutex), and every such step changes
+/// the guarded state only after it returns.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
