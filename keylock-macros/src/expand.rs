@@ -105,7 +105,17 @@ pub(crate) fn function(steps: &[Step], shape: Shape, mut item: ItemFn) -> TokenS
                 .expect("validated: the body is `Box::pin(async move { .. })`");
             wrap_block(steps, Mode::Async, None, block);
         }
-        Shape::Blocking => wrap_block(steps, Mode::Blocking, declared, &mut item.block),
+        Shape::Blocking => {
+            // `()` and `!` are no futures (and `!` cannot be named).
+            let probe = declared
+                .as_ref()
+                .filter(|ty| !matches!(ty, syn::Type::Never(_) | syn::Type::Tuple(_)))
+                .map(|ty| sync_return_probe(steps, ty));
+            wrap_block(steps, Mode::Blocking, declared, &mut item.block);
+            if let Some(probe) = probe {
+                item.block.stmts.insert(0, parse_quote!(#probe));
+            }
+        }
         Shape::ReturnsFuture { boxed, output } => {
             let body = std::mem::take(&mut item.block.stmts);
             let tokens = returned_future(steps, boxed, output.as_deref(), body);
@@ -113,6 +123,26 @@ pub(crate) fn function(steps: &[Step], shape: Shape, mut item: ItemFn) -> TokenS
         }
     }
     quote!(#item)
+}
+
+/// A compile-time check that a sync function's return type is not a future
+/// the signature does not show (a type alias, a generic): such a future
+/// would run after the lock was released.
+//
+// Input:  `fn spawn_job(&self) -> Job`  (`type Job = Pin<Box<dyn Future ..>>`)
+// Output: `{ use ..::{ProbeFuture as _, ProbeValue as _};
+//            ..::sync_return((&&..::ReturnProbe::<Job>::new()).kind()); }`
+//         which fails to compile, naming the fix, when `Job: Future`.
+fn sync_return_probe(steps: &[Step], ty: &syn::Type) -> TokenStream {
+    let private = private(steps[0].site());
+    let span = syn::spanned::Spanned::span(ty);
+    quote_spanned! {span=>
+        {
+            #[allow(unused_imports)]
+            use #private::{ProbeFuture as _, ProbeValue as _};
+            #private::sync_return((&&#private::ReturnProbe::<#ty>::new()).kind());
+        }
+    }
 }
 
 /// Puts the acquisitions at the start of `block`, and observes the

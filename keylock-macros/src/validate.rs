@@ -167,7 +167,7 @@ pub(crate) fn function(kind: Kind, item: &ItemFn, steps: &[Step]) -> syn::Result
     if item.sig.asyncness.is_some() {
         return Ok(Shape::AsyncFn);
     }
-    if is_boxed_async_block(item) {
+    if is_boxed_async_block(item) && item.block.stmts.len() == 1 {
         return Ok(Shape::BoxedAsyncBlock);
     }
     let syn::ReturnType::Type(_, ty) = &item.sig.output else {
@@ -184,6 +184,29 @@ pub(crate) fn function(kind: Kind, item: &ItemFn, steps: &[Step]) -> syn::Result
         }
         return Ok(Shape::Blocking);
     };
+    if let syn::Type::ImplTrait(bounds) = &**ty {
+        if let Some(unpin) = bounds.bounds.iter().find(|bound| {
+            matches!(bound, syn::TypeParamBound::Trait(bound)
+                if bound.path.segments.last().is_some_and(|last| last.ident == "Unpin"))
+        }) {
+            return Err(syn::Error::new_spanned(
+                unpin,
+                format!(
+                    "`#[{attr}]` cannot return an `Unpin` future: the future that holds the lock is not `Unpin`; drop the bound, return `Pin<Box<dyn Future ..>>`, or write `async fn`"
+                ),
+            ));
+        }
+    }
+    // The lock covers the returned future, from its first poll: whatever
+    // the body does before building it would run unlocked.
+    if let Some(span) = not_one_future_expression(&item.block) {
+        return Err(syn::Error::new(
+            span,
+            format!(
+                "`#[{attr}]` on a function returning a future holds its lock from the future's first poll until it completes, and would not cover code that runs while the future is built: move this into the async block, so the body only builds the future (`async move {{ .. }}`, `Box::pin(async move {{ .. }})`, or a call that returns it), or write `async fn`"
+            ),
+        ));
+    }
     // The body builds the future before the lock is taken, so it cannot
     // use the guard.
     for step in steps {
@@ -293,6 +316,33 @@ fn mentions_future(ty: &syn::Type) -> bool {
     quote::ToTokens::to_token_stream(ty)
         .to_string()
         .contains("Future")
+}
+
+/// Where a future-returning body does more than build its future: the
+/// first statement that is not `let name = async { .. };`, or a tail that
+/// is not an async block, a call (`Box::pin(..)`, a function returning the
+/// future) or a name; `None` when the body only builds the future.
+fn not_one_future_expression(block: &syn::Block) -> Option<Span> {
+    let Some((syn::Stmt::Expr(tail, None), before)) = block.stmts.split_last() else {
+        return Some(block.stmts.last().map_or(block.span(), |stmt| stmt.span()));
+    };
+    for stmt in before {
+        let builds_a_future = matches!(stmt, syn::Stmt::Local(syn::Local {
+            init: Some(syn::LocalInit { expr, diverge: None, .. }),
+            ..
+        }) if matches!(**expr, Expr::Async(_)));
+        if !builds_a_future {
+            return Some(stmt.span());
+        }
+    }
+    let tail = match tail {
+        Expr::Paren(inner) => &*inner.expr,
+        tail => tail,
+    };
+    match tail {
+        Expr::Async(_) | Expr::Call(_) | Expr::MethodCall(_) | Expr::Path(_) => None,
+        other => Some(other.span()),
+    }
 }
 
 /// Whether the body is `Box::pin(async move { .. })`.

@@ -731,6 +731,66 @@ impl<T: ?Sized + IsKey> KeyChecked for NotAKey<T> {}
 )]
 pub trait IsKey {}
 
+/// Tells, at compile time, whether a sync annotated function returns a
+/// future: `(&&ReturnProbe::<R>::new()).kind()` is [`ReturnsFuture`] when
+/// `R: Future`, else [`ReturnsValue`], the same auto-deref dispatch as
+/// [`KeyProbe`].
+pub struct ReturnProbe<R>(PhantomData<fn() -> R>);
+
+impl<R> ReturnProbe<R> {
+    /// A probe for the return type `R`.
+    pub const fn new() -> Self {
+        ReturnProbe(PhantomData)
+    }
+}
+
+impl<R> Default for ReturnProbe<R> {
+    fn default() -> Self {
+        ReturnProbe::new()
+    }
+}
+
+/// The return type is a future.
+pub struct ReturnsFuture;
+
+/// The return type is not (known to be) a future.
+pub struct ReturnsValue;
+
+/// Picked when the return type is a future.
+pub trait ProbeFuture {
+    /// [`ReturnsFuture`].
+    fn kind(&self) -> ReturnsFuture {
+        ReturnsFuture
+    }
+}
+
+impl<R: Future> ProbeFuture for &ReturnProbe<R> {}
+
+/// Picked for every other return type.
+pub trait ProbeValue {
+    /// [`ReturnsValue`].
+    fn kind(&self) -> ReturnsValue {
+        ReturnsValue
+    }
+}
+
+impl<R> ProbeValue for ReturnProbe<R> {}
+
+/// What a sync annotated function may return: anything but a future, which
+/// would run after the function, and its lock, are gone.
+#[diagnostic::on_unimplemented(
+    message = "this annotated function returns a future its signature does not show, which would run after the lock is released",
+    label = "a future (through a type alias or a generic), built under the lock and run without it",
+    note = "write `async fn`, or spell the return type as `impl Future<Output = T>`, `Pin<Box<dyn Future<Output = T> + Send>>` or `BoxFuture<'_, T>` so that the lock covers the future"
+)]
+pub trait SyncReturn {}
+
+impl SyncReturn for ReturnsValue {}
+
+/// Compiles only for a [`SyncReturn`] kind.
+#[inline(always)]
+pub fn sync_return<K: SyncReturn>(_: K) {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,11 @@
 fn both() -> bool {
+    {
+        #[allow(unused_imports)]
+        use ::keylock::__private::{ProbeFuture as _, ProbeValue as _};
+        ::keylock::__private::sync_return(
+            (&&::keylock::__private::ReturnProbe::<bool>::new()).kind(),
+        );
+    }
     let __keylock_guard_0 = {
         let __keylock_lock = {
             static __KEYLOCK_SITE: ::keylock::__private::NamedSite = ::keylock::__private::NamedSite::new();
