@@ -332,32 +332,10 @@ impl Lock {
             return Ok(self.acquired(access, Contention::Uncontended, location));
         }
         let started = Instant::now();
-        let resource = self.entry.resource().name().to_owned();
-        let key = self.entry.key_debug();
-        let entry = Arc::clone(&self.entry);
+        let lock = self.clone();
         match timer::timeout(timeout, self.acquire::<Held>(access, location)).await {
             Some(held) => Ok(held),
-            None => {
-                entry.resource().record(LockEvent::TimedOut);
-                let waited = started.elapsed();
-                if let Some(live) = entry.resource().live() {
-                    live.log(
-                        OperationKind::TimedOut,
-                        key.clone(),
-                        access,
-                        location,
-                        Some(waited),
-                    );
-                }
-                let error = Error::Timeout {
-                    resource,
-                    key,
-                    access,
-                    waited,
-                };
-                tracing_out::timed_out(&error);
-                Err(error)
-            }
+            None => Err(lock.timed_out(access, location, started.elapsed())),
         }
     }
 
@@ -369,30 +347,53 @@ impl Lock {
     ) -> Result<Held, Error> {
         let started = Instant::now();
         let deadline = started.checked_add(timeout);
+        self.acquire_blocking_until(access, deadline, location)
+            .map_err(|lock| lock.timed_out(access, location, started.elapsed()))
+    }
+
+    /// Blocks until the lock is held or `deadline` (if any) has passed;
+    /// gives the handle back when time ran out, with the thread out of the
+    /// queue.
+    pub(crate) fn acquire_blocking_until(
+        self,
+        access: Access,
+        deadline: Option<Instant>,
+        location: &'static Location<'static>,
+    ) -> Result<Held, Lock> {
         match self.wait_blocking(access, deadline, location) {
             Ok(contention) => Ok(self.acquired(access, contention, location)),
-            Err(_) => {
-                self.entry.resource().record(LockEvent::TimedOut);
-                let waited = started.elapsed();
-                if let Some(live) = self.entry.resource().live() {
-                    live.log(
-                        OperationKind::TimedOut,
-                        self.entry.key_debug(),
-                        access,
-                        location,
-                        Some(waited),
-                    );
-                }
-                let error = Error::Timeout {
-                    resource: self.entry.resource().name().to_owned(),
-                    key: self.entry.key_debug(),
-                    access,
-                    waited,
-                };
-                tracing_out::timed_out(&error);
-                Err(error)
-            }
+            Err(_) => Err(self),
         }
+    }
+
+    /// Counts, logs and describes an acquisition of this lock that gave up
+    /// after `waited`.
+    #[cold]
+    pub(crate) fn timed_out(
+        &self,
+        access: Access,
+        location: &'static Location<'static>,
+        waited: Duration,
+    ) -> Error {
+        let resource = self.entry.resource();
+        resource.record(LockEvent::TimedOut);
+        if let Some(live) = resource.live() {
+            live.log(
+                OperationKind::TimedOut,
+                self.entry.key_debug(),
+                access,
+                location,
+                Some(waited),
+            );
+        }
+        let error = Error::Timeout {
+            resource: resource.name().to_owned(),
+            key: self.entry.key_debug(),
+            access,
+            waited,
+        };
+        tracing_out::timed_out(&error);
+        error
     }
 
     /// The one place every successful acquisition passes through.
@@ -488,6 +489,11 @@ pub(crate) struct Held {
 }
 
 impl Held {
+    /// The lock held.
+    pub(crate) fn lock(&self) -> &Lock {
+        &self.lock
+    }
+
     #[cold]
     fn record_panic(&self) {
         self.lock
