@@ -198,6 +198,13 @@ impl Default for SetSite {
     }
 }
 
+/// Passes the keys of `keys = [..]` through; a key type without an order
+/// fails here, once, at the list.
+#[inline]
+pub fn set_keys<'a, 'k, Q: ?Sized + SetKey>(keys: &'a [&'k Q]) -> &'a [&'k Q] {
+    keys
+}
+
 /// A key that can be locked together with others of its type: the keys of
 /// a set are taken in their `Ord` order.
 #[diagnostic::on_unimplemented(
