@@ -416,7 +416,7 @@ fn lock_step(step: &LockStep, mode: Mode, index: usize) -> TokenStream {
 /// ```text
 /// // keys = [from, to]:
 /// __KEYLOCK_SITE.key_set(__keylock_registry, || "accounts",
-///     ::keylock::__private::set_keys(&[key_arg(..from..), key_arg(..to..)]))
+///     &[key_arg(..from..), key_arg(..to..)])
 /// // "a", "b":
 /// __KEYLOCK_SITE.lock_set(__keylock_registry, &["a", "b"])
 /// ```
@@ -448,10 +448,9 @@ fn lock_lookup(step: &LockStep) -> TokenStream {
             // without an order is reported on the list.
             let first = exprs.first().map_or(site, syn::spanned::Spanned::span);
             let last = exprs.last().map_or(site, syn::spanned::Spanned::span);
-            let krate = krate_at(&step.site, first);
-            let mut list = Group::new(Delimiter::Parenthesis, quote!(&[#(#keys),*]));
+            let mut list = Group::new(Delimiter::Bracket, quote!(#(#keys),*));
             list.set_span(last);
-            let list = quote_spanned!(first=> #krate::__private::set_keys #list);
+            let list = quote_spanned!(first=> &#list);
             (
                 quote_spanned!(site=> #private::SiteCache),
                 quote_spanned!(site=> {

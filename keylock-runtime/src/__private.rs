@@ -68,7 +68,8 @@ impl SiteCache {
         self.keyed::<Q::Owned, _>(registry, name, |keyed| keyed.key(key))
     }
 
-    /// The locks of `keys` in the named resource, as one set.
+    /// The locks of `keys` in the named resource, as one set. A key type
+    /// without an order fails the bound here, once, at the list of keys.
     #[inline]
     #[track_caller]
     pub fn key_set<Q>(
@@ -196,13 +197,6 @@ impl Default for SetSite {
     fn default() -> Self {
         SetSite::new()
     }
-}
-
-/// Passes the keys of `keys = [..]` through; a key type without an order
-/// fails here, once, at the list.
-#[inline]
-pub fn set_keys<'a, 'k, Q: ?Sized + SetKey>(keys: &'a [&'k Q]) -> &'a [&'k Q] {
-    keys
 }
 
 /// A key that can be locked together with others of its type: the keys of

@@ -13,16 +13,14 @@ async fn transfer(from: u64, to: u64) -> Result<(), keylock::Error> {
                     .key_set(
                         __keylock_registry,
                         || "accounts",
-                        ::keylock::__private::set_keys(
-                            &[
-                                ::keylock::__private::key_arg(
-                                    (&&&&::keylock::__private::KeyProbe(&(from))).key(),
-                                ),
-                                ::keylock::__private::key_arg(
-                                    (&&&&::keylock::__private::KeyProbe(&(to))).key(),
-                                ),
-                            ],
-                        ),
+                        &[
+                            ::keylock::__private::key_arg(
+                                (&&&&::keylock::__private::KeyProbe(&(from))).key(),
+                            ),
+                            ::keylock::__private::key_arg(
+                                (&&&&::keylock::__private::KeyProbe(&(to))).key(),
+                            ),
+                        ],
                     )
             }
         };
