@@ -142,3 +142,40 @@ fn dedup_forms_work_without_warnings() {
         assert!(dedup_wait(5).await.is_err());
     });
 }
+
+/// Every lock set form.
+#[write_lock("lint-accounts", keys = [from, to], registry = REGISTRY, timeout = "1s")]
+async fn transfer(from: u64, to: u64) -> Result<u64, AppError> {
+    Ok(from + to)
+}
+
+#[read_lock("lint-names", keys = [a, b, "carol"], registry = REGISTRY, on_busy = "skip")]
+fn names(a: &str, b: &str) -> Option<usize> {
+    Some(a.len() + b.len())
+}
+
+#[write_lock("lint-ledger", "lint-audit", registry = REGISTRY, guard = books)]
+fn close_books() -> usize {
+    let count = books.locks().len();
+    drop(books);
+    count
+}
+
+#[write_lock("lint-set-future", keys = [id, id + 1], registry = REGISTRY)]
+fn later(id: u64) -> impl std::future::Future<Output = u64> {
+    async move { id }
+}
+
+#[test]
+fn lock_sets_work_without_warnings() {
+    assert_eq!(names("a", "bc"), Some(3));
+    assert_eq!(close_books(), 2);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        assert_eq!(transfer(1, 2).await.ok(), Some(3));
+        assert_eq!(later(4).await, 4);
+    });
+}

@@ -32,9 +32,9 @@ impl Kind {
     /// The `name = value` arguments this attribute accepts.
     fn accepted(self) -> &'static [&'static str] {
         match self {
-            Kind::Read | Kind::Write => {
-                &["key", "timeout", "on_busy", "registry", "guard", "crate"]
-            }
+            Kind::Read | Kind::Write => &[
+                "key", "keys", "timeout", "on_busy", "registry", "guard", "crate",
+            ],
             Kind::Dedup => &[
                 "key",
                 "ttl",
@@ -72,8 +72,12 @@ pub(crate) struct Spanned<T> {
 /// The typed configuration shared by all attributes.
 pub(crate) struct Args {
     pub(crate) kind: Kind,
-    pub(crate) name: Option<LitStr>,
+    /// The positional names, in the order written: one at most for
+    /// `#[dedup]`, any number of distinct names for the locks.
+    pub(crate) names: Vec<LitStr>,
     pub(crate) key: Option<Expr>,
+    /// `keys = [a, b, ..]`: at least one key expression; spanned on `keys`.
+    pub(crate) keys: Option<Spanned<Vec<Expr>>>,
     pub(crate) timeout: Option<Spanned<Duration>>,
     pub(crate) on_busy: Option<Spanned<OnBusy>>,
     pub(crate) registry: Option<Expr>,
@@ -126,8 +130,9 @@ impl Args {
         let raw = Punctuated::<RawArg, Token![,]>::parse_terminated.parse2(tokens)?;
         let mut args = Args {
             kind,
-            name: None,
+            names: Vec::new(),
             key: None,
+            keys: None,
             timeout: None,
             on_busy: None,
             registry: None,
@@ -157,7 +162,7 @@ impl Args {
             ..
         }) = &expr
         {
-            if self.name.is_some() {
+            if self.kind == Kind::Dedup && !self.names.is_empty() {
                 return Err(syn::Error::new_spanned(
                     lit,
                     "the name is set more than once",
@@ -166,7 +171,13 @@ impl Args {
             if lit.value().trim().is_empty() {
                 return Err(syn::Error::new_spanned(lit, "the name must not be empty"));
             }
-            self.name = Some(lit.clone());
+            if self.names.iter().any(|name| name.value() == lit.value()) {
+                return Err(syn::Error::new_spanned(
+                    lit,
+                    format!("resource \"{}\" is named twice", lit.value()),
+                ));
+            }
+            self.names.push(lit.clone());
             return Ok(());
         }
         if self.kind == Kind::Dedup {
@@ -201,6 +212,7 @@ impl Args {
         let span = name.span();
         match text.as_str() {
             "key" => set(&mut self.key, value, span, "key"),
+            "keys" => set_spanned(&mut self.keys, key_list(value)?, span, "keys"),
             "registry" => set(&mut self.registry, value, span, "registry"),
             "on_duplicate" => set(&mut self.on_duplicate, value, span, "on_duplicate"),
             "timeout" => set_spanned(
@@ -259,6 +271,23 @@ fn positional_name(kind: Kind, value: &Expr) -> String {
     };
     let rest = if kind == Kind::Dedup { ", key" } else { "" };
     format!("the {what} name is positional: write `#[{attr}(\"{name}\"{rest})]`")
+}
+
+/// The key expressions of `keys = [a, b, ..]`; at least one.
+fn key_list(value: Expr) -> syn::Result<Vec<Expr>> {
+    let Expr::Array(list) = value else {
+        return Err(syn::Error::new_spanned(
+            value,
+            "`keys` takes a list of key expressions in brackets, such as `keys = [from, to]`",
+        ));
+    };
+    if list.elems.is_empty() {
+        return Err(syn::Error::new(
+            list.bracket_token.span.join(),
+            "`keys` needs at least one key, such as `keys = [from, to]`",
+        ));
+    }
+    Ok(list.elems.into_iter().collect())
 }
 
 /// The variable a `guard = name` argument binds.
@@ -572,7 +601,7 @@ mod tests {
             ),
         )
         .unwrap();
-        assert_eq!(args.name.unwrap().value(), "sessions");
+        assert_eq!(args.names[0].value(), "sessions");
         assert!(args.key.is_some() && args.registry.is_some() && args.krate.is_some());
         assert_eq!(args.timeout.unwrap().value.millis, 90_000);
         assert_eq!(args.on_busy.unwrap().value, OnBusy::Wait);
@@ -603,6 +632,33 @@ mod tests {
         ] {
             let error = Args::parse(kind, tokens).err().unwrap().to_string();
             assert!(error.contains("is positional"), "{error}");
+        }
+    }
+
+    #[test]
+    fn parses_sets_of_keys_and_names() {
+        let args = Args::parse(Kind::Write, quote!("accounts", keys = [from, to, a.b])).unwrap();
+        assert_eq!(args.keys.unwrap().value.len(), 3);
+        let args = Args::parse(Kind::Read, quote!("a", "b", "c")).unwrap();
+        let names: Vec<String> = args.names.iter().map(LitStr::value).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn rejects_malformed_sets() {
+        for (kind, tokens, expected) in [
+            (Kind::Write, quote!(keys = []), "at least one key"),
+            (Kind::Write, quote!(keys = from), "in brackets"),
+            (Kind::Write, quote!("a", "a"), "named twice"),
+            (Kind::Dedup, quote!("a", "b", key = id), "more than once"),
+            (
+                Kind::Dedup,
+                quote!("a", keys = [id]),
+                "unknown argument `keys`",
+            ),
+        ] {
+            let error = Args::parse(kind, tokens).err().unwrap().to_string();
+            assert!(error.contains(expected), "{error}");
         }
     }
 

@@ -253,6 +253,34 @@ mod snapshots {
     }
 
     #[test]
+    fn key_set_timeout_async() {
+        check(
+            "key_set_timeout_async",
+            Kind::Write,
+            quote!("accounts", keys = [from, to], timeout = "50ms"),
+            quote!(
+                async fn transfer(from: u64, to: u64) -> Result<(), keylock::Error> {
+                    Ok(())
+                }
+            ),
+        );
+    }
+
+    #[test]
+    fn resource_set_blocking() {
+        check(
+            "resource_set_blocking",
+            Kind::Read,
+            quote!("ledger", "audit"),
+            quote!(
+                fn report() -> usize {
+                    1
+                }
+            ),
+        );
+    }
+
+    #[test]
     fn stacked() {
         check(
             "stacked",

@@ -80,11 +80,11 @@
 //!
 //! The snapshots in `tests/snapshots/` show every shape in full.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::{parse_quote, Block, Expr, ItemFn, Stmt};
 
-use crate::validate::{Access, DedupStep, LockStep, Shape, Site, Step, Wait};
+use crate::validate::{Access, DedupStep, LockStep, Shape, Site, Step, Target, Wait};
 
 /// How the body waits.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -439,16 +439,28 @@ fn lock_step(step: &LockStep, mode: Mode, index: usize) -> TokenStream {
     }
 }
 
-/// The lock of a step, as a block giving a `Lock`: the resource's own, or
-/// the key's, through a per-call-site cache.
+/// The lock of a step, as a block giving a `Lock` (the resource's own, or
+/// the key's) or a `LockSet` (of keys, or of resources), through a
+/// per-call-site cache.
+///
+/// ```text
+/// // keys = [from, to]:
+/// __KEYLOCK_SITE.key_set(__keylock_registry, || "accounts",
+///     &[key_arg(..from..), key_arg(..to..)])
+/// // "a", "b":
+/// __KEYLOCK_SITE.lock_set(__keylock_registry, &["a", "b"])
+/// ```
 fn lock_lookup(step: &LockStep) -> TokenStream {
     let site = Span::mixed_site();
     let private = private(&step.site);
     let krate = krate(&step.site);
-    let (name, marker) = name(&step.site);
+    let (name, marker) = match &step.target {
+        Target::Resources(_) => (TokenStream::new(), TokenStream::new()),
+        _ => name(&step.site),
+    };
     let registry = registry(&step.site);
-    let (cache, lookup) = match &step.key {
-        Some(expr) => {
+    let (cache, lookup) = match &step.target {
+        Target::Key(expr) => {
             let probes = key_probes(&step.site);
             let key = key(expr, &step.site);
             (
@@ -459,9 +471,31 @@ fn lock_lookup(step: &LockStep) -> TokenStream {
                 }),
             )
         }
-        None => (
+        Target::Keys(exprs) => {
+            let probes = key_probes(&step.site);
+            let keys = exprs.iter().map(|expr| key(expr, &step.site));
+            // Spanned from the first key to the last, so that a key type
+            // without an order is reported on the list.
+            let first = exprs.first().map_or(site, syn::spanned::Spanned::span);
+            let last = exprs.last().map_or(site, syn::spanned::Spanned::span);
+            let mut list = Group::new(Delimiter::Bracket, quote!(#(#keys),*));
+            list.set_span(last);
+            let list = quote_spanned!(first=> &#list);
+            (
+                quote_spanned!(site=> #private::SiteCache),
+                quote_spanned!(site=> {
+                    #probes
+                    __KEYLOCK_SITE.key_set(__keylock_registry, #name, #list)
+                }),
+            )
+        }
+        Target::Whole => (
             quote_spanned!(site=> #private::NamedSite),
             quote_spanned!(site=> __KEYLOCK_SITE.lock(__keylock_registry, #name)),
+        ),
+        Target::Resources(names) => (
+            quote_spanned!(site=> #private::SetSite),
+            quote_spanned!(site=> __KEYLOCK_SITE.lock_set(__keylock_registry, &[#(#names),*])),
         ),
     };
     quote_spanned! {site=>
@@ -480,9 +514,12 @@ fn lock_acquire(step: &LockStep, mode: Mode) -> TokenStream {
     let site = Span::mixed_site();
     let krate = krate(&step.site);
     let private = private(&step.site);
-    let guard = match step.access {
-        Access::Read => quote!(#krate::ReadGuard),
-        Access::Write => quote!(#krate::WriteGuard),
+    let set = matches!(step.target, Target::Keys(_) | Target::Resources(_));
+    let guard = match (step.access, set) {
+        (Access::Read, false) => quote!(#krate::ReadGuard),
+        (Access::Write, false) => quote!(#krate::WriteGuard),
+        (Access::Read, true) => quote!(#krate::ReadSetGuard),
+        (Access::Write, true) => quote!(#krate::WriteSetGuard),
     };
     let (wait, fail_span) = match &step.wait {
         Wait::Block => (quote!(#private::Block), None),

@@ -17,7 +17,8 @@ pub(crate) enum Step {
 
 /// Where a step's lock or scope lives: the arguments every attribute takes.
 pub(crate) struct Site {
-    /// The written name; `None` names it after the function.
+    /// The written name; `None` names it after the function (or, for
+    /// [`Target::Resources`], is not used: the names are the target's).
     pub(crate) name: Option<LitStr>,
     pub(crate) registry: Option<Expr>,
     /// The path of the keylock crate; `None` for `::keylock`.
@@ -38,10 +39,23 @@ pub(crate) enum Wait {
     Skip { span: Span },
 }
 
+/// What a lock step locks.
+pub(crate) enum Target {
+    /// The resource's own lock.
+    Whole,
+    /// One key of the resource.
+    Key(Expr),
+    /// Several keys of the resource, as one set: at least one.
+    Keys(Vec<Expr>),
+    /// The own locks of several resources, as one set: at least two
+    /// distinct names.
+    Resources(Vec<LitStr>),
+}
+
 pub(crate) struct LockStep {
     pub(crate) site: Site,
     pub(crate) access: Access,
-    pub(crate) key: Option<Expr>,
+    pub(crate) target: Target,
     pub(crate) wait: Wait,
     /// The body's own name for the guard (`guard = name`).
     pub(crate) guard: Option<Ident>,
@@ -88,9 +102,18 @@ pub(crate) enum Shape {
 }
 
 /// Checks one attribute's arguments and turns them into a step.
-pub(crate) fn step(args: Args) -> syn::Result<Step> {
+pub(crate) fn step(mut args: Args) -> syn::Result<Step> {
+    let target = if args.kind == Kind::Dedup {
+        Target::Whole
+    } else {
+        target(&mut args)?
+    };
+    let name = match &target {
+        Target::Resources(_) => None,
+        _ => args.names.pop(),
+    };
     let site = Site {
-        name: args.name,
+        name,
         registry: args.registry,
         krate: args.krate,
     };
@@ -134,10 +157,38 @@ pub(crate) fn step(args: Args) -> syn::Result<Step> {
     Ok(Step::Lock(LockStep {
         site,
         access,
-        key: args.key,
+        target,
         wait,
         guard: args.guard,
     }))
+}
+
+/// What a lock attribute locks: a key, a set of keys of one resource, one
+/// whole resource, or a set of whole resources. Takes the key arguments out
+/// of `args`; leaves the name when there is one.
+fn target(args: &mut Args) -> syn::Result<Target> {
+    let several_names = args.names.len() > 1;
+    match (args.key.take(), args.keys.take()) {
+        (Some(_), Some(keys)) => Err(syn::Error::new(
+            keys.span,
+            "`key` and `keys` cannot be used together; list every key in `keys = [..]`",
+        )),
+        (Some(key), None) if several_names => Err(syn::Error::new_spanned(
+            &key,
+            "`key` locks one key of one resource, and this attribute names several resources; \
+             several names lock those resources whole: remove `key`, or lock each resource \
+             with its own attribute",
+        )),
+        (None, Some(keys)) if several_names => Err(syn::Error::new(
+            keys.span,
+            "`keys` locks keys of one resource, and this attribute names several resources; \
+             several names lock those resources whole: keep one name, or remove `keys`",
+        )),
+        (Some(key), None) => Ok(Target::Key(key)),
+        (None, Some(keys)) => Ok(Target::Keys(keys.value)),
+        (None, None) if several_names => Ok(Target::Resources(std::mem::take(&mut args.names))),
+        (None, None) => Ok(Target::Whole),
+    }
 }
 
 /// Checks the annotated function can carry the attribute, and tells its

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::key::{Key, LockKey};
 use crate::keyed::Keyed;
 use crate::lock::{Caller, FromHeld, Lock, ReadGuard, WriteGuard};
+use crate::lock_set::{FromHeldSet, LockSet, ReadSetGuard, WriteSetGuard};
 use crate::registry::Registry;
 
 pub use crate::dedup::Rejection;
@@ -66,6 +67,22 @@ impl SiteCache {
         Q: ?Sized + LockKey,
     {
         self.keyed::<Q::Owned, _>(registry, name, |keyed| keyed.key(key))
+    }
+
+    /// The locks of `keys` in the named resource, as one set. A key type
+    /// without an order fails the bound here, once, at the list of keys.
+    #[inline]
+    #[track_caller]
+    pub fn key_set<Q>(
+        &self,
+        registry: &Registry,
+        name: impl Fn() -> &'static str,
+        keys: &[&Q],
+    ) -> LockSet
+    where
+        Q: ?Sized + SetKey,
+    {
+        self.keyed::<Q::Owned, _>(registry, name, |keyed| keyed.key_set(keys))
     }
 
     /// Runs `f` with the named dedup scope for key type `K`.
@@ -146,6 +163,53 @@ impl Default for NamedSite {
         NamedSite::new()
     }
 }
+
+/// A per-call-site cache of the set of several named resources' own
+/// locks, sorted once.
+pub struct SetSite {
+    cell: OnceLock<(u64, LockSet)>,
+}
+
+impl SetSite {
+    /// An empty cache, for a `static`.
+    pub const fn new() -> Self {
+        SetSite {
+            cell: OnceLock::new(),
+        }
+    }
+
+    /// The own locks of the named resources as one set; cached for the
+    /// first registry seen, looked up by name for any other.
+    #[inline]
+    #[track_caller]
+    pub fn lock_set(&self, registry: &Registry, names: &[&'static str]) -> LockSet {
+        let (id, set) = self
+            .cell
+            .get_or_init(|| (registry.id(), registry.lock_set(names)));
+        if *id == registry.id() {
+            set.clone()
+        } else {
+            registry.lock_set(names)
+        }
+    }
+}
+
+impl Default for SetSite {
+    fn default() -> Self {
+        SetSite::new()
+    }
+}
+
+/// A key that can be locked together with others of its type: the keys of
+/// a set are taken in their `Ord` order.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be locked in a set of keys: it has no order",
+    label = "the keys of this lock set",
+    note = "`keys = [..]` takes the keys in their `Ord` order, so that two sets never deadlock; the key type must implement `Ord` (`#[derive(PartialOrd, Ord)]` on your own ids)"
+)]
+pub trait SetKey: LockKey + Ord {}
+
+impl<Q: ?Sized + LockKey + Ord> SetKey for Q {}
 
 /// The path of the function whose marker item has this type name:
 /// `my_crate::Bot::handle::__keylock_marker` gives `my_crate::Bot::handle`.
@@ -233,44 +297,54 @@ where
     R::from_lock_error(FromLockError::from_lock_error(error))
 }
 
-/// The guard of one access: [`ReadGuard`] or [`WriteGuard`]. Its methods
-/// are the runtime's five ways to acquire; [`acquire`] picks one from the
-/// waiting policy.
+/// The guard of one access to a lock ([`ReadGuard`], [`WriteGuard`]) or a
+/// set of locks ([`ReadSetGuard`], [`WriteSetGuard`]). Its methods are the
+/// runtime's five ways to acquire; [`acquire`] picks one from the waiting
+/// policy.
 pub trait Guard: Sized + Send + 'static {
+    /// What is acquired: a [`Lock`] or a [`LockSet`].
+    type Handle: Send + 'static;
+
     /// Waits for the lock.
     fn wait(
-        lock: Lock,
+        lock: Self::Handle,
         at: &'static Location<'static>,
     ) -> impl Future<Output = Self> + Send + 'static;
 
     /// Waits at most `timeout` for the lock.
     fn wait_timeout(
-        lock: Lock,
+        lock: Self::Handle,
         timeout: Duration,
         at: &'static Location<'static>,
     ) -> impl Future<Output = Result<Self, Error>> + Send + 'static;
 
     /// Blocks until the lock is held.
-    fn block(lock: Lock, at: &'static Location<'static>) -> Self;
+    fn block(lock: Self::Handle, at: &'static Location<'static>) -> Self;
 
     /// Blocks at most `timeout` for the lock.
     fn block_timeout(
-        lock: Lock,
+        lock: Self::Handle,
         timeout: Duration,
         at: &'static Location<'static>,
     ) -> Result<Self, Error>;
 
     /// Takes the lock if it is free; `blocking` for a sync function, whose
     /// thread is then recorded as the holder.
-    fn try_take(lock: Lock, at: &'static Location<'static>, blocking: bool) -> Result<Self, Error>;
+    fn try_take(
+        lock: Self::Handle,
+        at: &'static Location<'static>,
+        blocking: bool,
+    ) -> Result<Self, Error>;
 }
 
 macro_rules! guard_impl {
-    ($guard:ident, $access:expr) => {
+    ($guard:ident, $handle:ty, $from:ident, $access:expr) => {
         impl Guard for $guard {
+            type Handle = $handle;
+
             #[inline]
             fn wait(
-                lock: Lock,
+                lock: Self::Handle,
                 at: &'static Location<'static>,
             ) -> impl Future<Output = Self> + Send + 'static {
                 lock.acquire::<$guard>($access, at)
@@ -278,32 +352,32 @@ macro_rules! guard_impl {
 
             #[inline]
             fn wait_timeout(
-                lock: Lock,
+                lock: Self::Handle,
                 timeout: Duration,
                 at: &'static Location<'static>,
             ) -> impl Future<Output = Result<Self, Error>> + Send + 'static {
-                let acquisition = lock.acquire_timeout($access, timeout, Caller::api(at));
-                async move { acquisition.await.map($guard::from_held) }
+                let acquisition = lock.acquire_timeout($access, timeout, at);
+                async move { acquisition.await.map($guard::$from) }
             }
 
             #[inline]
-            fn block(lock: Lock, at: &'static Location<'static>) -> Self {
-                $guard::from_held(lock.acquire_blocking($access, Caller::sync_annotated(at)))
+            fn block(lock: Self::Handle, at: &'static Location<'static>) -> Self {
+                $guard::$from(lock.acquire_blocking($access, Caller::sync_annotated(at)))
             }
 
             #[inline]
             fn block_timeout(
-                lock: Lock,
+                lock: Self::Handle,
                 timeout: Duration,
                 at: &'static Location<'static>,
             ) -> Result<Self, Error> {
                 lock.acquire_blocking_timeout($access, timeout, Caller::sync_annotated(at))
-                    .map($guard::from_held)
+                    .map($guard::$from)
             }
 
             #[inline]
             fn try_take(
-                lock: Lock,
+                lock: Self::Handle,
                 at: &'static Location<'static>,
                 blocking: bool,
             ) -> Result<Self, Error> {
@@ -312,14 +386,16 @@ macro_rules! guard_impl {
                 } else {
                     Caller::api(at)
                 };
-                lock.try_acquire($access, caller).map($guard::from_held)
+                lock.try_acquire($access, caller).map($guard::$from)
             }
         }
     };
 }
 
-guard_impl!(ReadGuard, Access::Read);
-guard_impl!(WriteGuard, Access::Write);
+guard_impl!(ReadGuard, Lock, from_held, Access::Read);
+guard_impl!(WriteGuard, Lock, from_held, Access::Write);
+guard_impl!(ReadSetGuard, LockSet, from_held_set, Access::Read);
+guard_impl!(WriteSetGuard, LockSet, from_held_set, Access::Write);
 
 /// Waiting policy: until the lock is held. The acquisition cannot fail.
 #[derive(Clone, Copy, Debug)]
@@ -344,12 +420,12 @@ pub trait Wait: Copy {
     /// Acquires in an async body.
     fn wait<G: Guard>(
         self,
-        lock: Lock,
+        lock: G::Handle,
         at: &'static Location<'static>,
     ) -> impl Future<Output = Self::Output<G>> + Send + 'static;
 
     /// Acquires in a blocking body.
-    fn block<G: Guard>(self, lock: Lock, at: &'static Location<'static>) -> Self::Output<G>;
+    fn block<G: Guard>(self, lock: G::Handle, at: &'static Location<'static>) -> Self::Output<G>;
 }
 
 impl Wait for Block {
@@ -358,14 +434,14 @@ impl Wait for Block {
     #[inline]
     fn wait<G: Guard>(
         self,
-        lock: Lock,
+        lock: G::Handle,
         at: &'static Location<'static>,
     ) -> impl Future<Output = G> + Send + 'static {
         G::wait(lock, at)
     }
 
     #[inline]
-    fn block<G: Guard>(self, lock: Lock, at: &'static Location<'static>) -> G {
+    fn block<G: Guard>(self, lock: G::Handle, at: &'static Location<'static>) -> G {
         G::block(lock, at)
     }
 }
@@ -376,14 +452,14 @@ impl Wait for Timeout {
     #[inline]
     fn wait<G: Guard>(
         self,
-        lock: Lock,
+        lock: G::Handle,
         at: &'static Location<'static>,
     ) -> impl Future<Output = Result<G, Error>> + Send + 'static {
         G::wait_timeout(lock, self.0, at)
     }
 
     #[inline]
-    fn block<G: Guard>(self, lock: Lock, at: &'static Location<'static>) -> Result<G, Error> {
+    fn block<G: Guard>(self, lock: G::Handle, at: &'static Location<'static>) -> Result<G, Error> {
         G::block_timeout(lock, self.0, at)
     }
 }
@@ -394,14 +470,14 @@ impl Wait for Skip {
     #[inline]
     fn wait<G: Guard>(
         self,
-        lock: Lock,
+        lock: G::Handle,
         at: &'static Location<'static>,
     ) -> impl Future<Output = Result<G, Error>> + Send + 'static {
         std::future::ready(G::try_take(lock, at, false))
     }
 
     #[inline]
-    fn block<G: Guard>(self, lock: Lock, at: &'static Location<'static>) -> Result<G, Error> {
+    fn block<G: Guard>(self, lock: G::Handle, at: &'static Location<'static>) -> Result<G, Error> {
         G::try_take(lock, at, true)
     }
 }
@@ -412,7 +488,7 @@ impl Wait for Skip {
 /// the holder's call site.
 #[track_caller]
 #[inline]
-pub fn acquire<G: Guard, W: Wait>(lock: Lock, wait: W) -> Acquisition<G, W> {
+pub fn acquire<G: Guard, W: Wait>(lock: G::Handle, wait: W) -> Acquisition<G, W> {
     Acquisition {
         lock,
         wait,
@@ -423,8 +499,8 @@ pub fn acquire<G: Guard, W: Wait>(lock: Lock, wait: W) -> Acquisition<G, W> {
 
 /// An acquisition not started yet; see [`acquire`].
 #[must_use = "an acquisition does nothing until `.wait().await` or `.block()`"]
-pub struct Acquisition<G, W> {
-    lock: Lock,
+pub struct Acquisition<G: Guard, W> {
+    lock: G::Handle,
     wait: W,
     at: &'static Location<'static>,
     _guard: PhantomData<fn() -> G>,
@@ -549,6 +625,22 @@ impl GuardOutcome for WriteGuard {
     fn body_finished(&self, failed: bool) {
         if failed {
             self.lock().record_failed_body();
+        }
+    }
+}
+
+impl GuardOutcome for ReadSetGuard {
+    fn body_finished(&self, failed: bool) {
+        if failed {
+            self.locks().for_each(Lock::record_failed_body);
+        }
+    }
+}
+
+impl GuardOutcome for WriteSetGuard {
+    fn body_finished(&self, failed: bool) {
+        if failed {
+            self.locks().for_each(Lock::record_failed_body);
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::access::Access;
 use crate::key::{Key, LockKey};
 use crate::key_map::KeyMap;
 use crate::lock::{Acquire, Caller, FromHeld, Lock, ReadGuard, WriteGuard};
+use crate::lock_set::{AcquireSet, LockSet, ReadSetGuard, WriteSetGuard};
 use crate::resource::{Resource, ResourceCore};
 
 /// The locks of one resource for keys of type `K`: exclusive or shared
@@ -168,6 +169,139 @@ impl<K: Key> Keyed<K> {
                 .lock(key)
                 .acquire_blocking(Access::Write, Caller::api(Location::caller())),
         )
+    }
+
+    /// A handle to the locks of several keys, taken together in the keys'
+    /// order (`Ord`) and released together: callers locking overlapping
+    /// sets of keys, in whatever order they list them, never deadlock.
+    /// Equal keys are locked once. See [`LockSet`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let registry = keylock_runtime::Registry::new();
+    /// let accounts = registry.keyed::<u64>("accounts");
+    /// let held = accounts.write(&2).await;
+    /// // One deadline for the whole set; nothing stays held when it passes.
+    /// let late = accounts.key_set(&[&1, &2]).write_timeout(Duration::from_millis(10)).await;
+    /// assert!(late.unwrap_err().is_timeout());
+    /// assert!(!accounts.is_locked(&1));
+    /// drop(held);
+    /// # }
+    /// ```
+    pub fn key_set<Q>(&self, keys: &[&Q]) -> LockSet
+    where
+        Q: ?Sized + LockKey<Owned = K> + Ord,
+        K: Borrow<Q>,
+    {
+        LockSet::in_order(keys.to_vec(), |key| self.map.lock(key))
+    }
+
+    /// Waits for shared access to every key of `keys`, taking them in the
+    /// keys' order; see [`key_set`](Self::key_set).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes releases the keys it had
+    /// taken and leaves no waiter behind.
+    #[track_caller]
+    pub fn read_many<Q>(&self, keys: &[&Q]) -> AcquireSet<ReadSetGuard>
+    where
+        Q: ?Sized + LockKey<Owned = K> + Ord,
+        K: Borrow<Q>,
+    {
+        self.key_set(keys).acquire(Access::Read, Location::caller())
+    }
+
+    /// Waits for exclusive access to every key of `keys`, taking them in
+    /// the keys' order; see [`key_set`](Self::key_set).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let registry = keylock_runtime::Registry::new();
+    /// let accounts = registry.keyed::<u64>("accounts");
+    /// let (from, to) = (7, 3);
+    /// let both = accounts.write_many(&[&from, &to]).await;
+    /// assert!(accounts.try_write(&3).is_err() && accounts.try_write(&7).is_err());
+    /// drop(both);
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes releases the keys it had
+    /// taken and leaves no waiter behind.
+    #[track_caller]
+    pub fn write_many<Q>(&self, keys: &[&Q]) -> AcquireSet<WriteSetGuard>
+    where
+        Q: ?Sized + LockKey<Owned = K> + Ord,
+        K: Borrow<Q>,
+    {
+        self.key_set(keys)
+            .acquire(Access::Write, Location::caller())
+    }
+
+    /// Takes shared access to every key of `keys` if each is free now;
+    /// never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Busy`](crate::Error::Busy) for the first key, in order,
+    /// held in a conflicting mode; nothing stays held.
+    #[track_caller]
+    pub fn try_read_many<Q>(&self, keys: &[&Q]) -> Result<ReadSetGuard, crate::Error>
+    where
+        Q: ?Sized + LockKey<Owned = K> + Ord,
+        K: Borrow<Q>,
+    {
+        self.key_set(keys).try_read()
+    }
+
+    /// Takes exclusive access to every key of `keys` if each is free now;
+    /// never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Busy`](crate::Error::Busy) for the first key, in order,
+    /// that is held; nothing stays held.
+    #[track_caller]
+    pub fn try_write_many<Q>(&self, keys: &[&Q]) -> Result<WriteSetGuard, crate::Error>
+    where
+        Q: ?Sized + LockKey<Owned = K> + Ord,
+        K: Borrow<Q>,
+    {
+        self.key_set(keys).try_write()
+    }
+
+    /// Blocks the current thread until shared access to every key of
+    /// `keys` is held; see [`read_blocking`](Self::read_blocking).
+    ///
+    /// A blocking wait cannot be cancelled; bound it with
+    /// [`LockSet::read_blocking_timeout`] on [`key_set`](Self::key_set).
+    #[track_caller]
+    pub fn read_many_blocking<Q>(&self, keys: &[&Q]) -> ReadSetGuard
+    where
+        Q: ?Sized + LockKey<Owned = K> + Ord,
+        K: Borrow<Q>,
+    {
+        self.key_set(keys).read_blocking()
+    }
+
+    /// Blocks the current thread until exclusive access to every key of
+    /// `keys` is held; see [`write_blocking`](Self::write_blocking).
+    ///
+    /// A blocking wait cannot be cancelled; bound it with
+    /// [`LockSet::write_blocking_timeout`] on [`key_set`](Self::key_set).
+    #[track_caller]
+    pub fn write_many_blocking<Q>(&self, keys: &[&Q]) -> WriteSetGuard
+    where
+        Q: ?Sized + LockKey<Owned = K> + Ord,
+        K: Borrow<Q>,
+    {
+        self.key_set(keys).write_blocking()
     }
 
     /// Whether `key` is held right now, in either mode. Does not create an

@@ -101,6 +101,11 @@
 //!   blocking and timed waits, and the guards. Every successful acquisition
 //!   passes through one function that counts it and builds the guard's
 //!   hold; every release through the hold's `Drop`.
+//! - **Lock sets** (`lock_set`): [`LockSet`], several locks taken in one
+//!   canonical order (resource name, then key) and released together, so
+//!   that sets never deadlock with each other; [`AcquireSet`] and the set
+//!   guards. It knows locks, not how they were found: the layers above
+//!   order their keys or names and give it the locks.
 //! - **Key maps** (`key_map`): the entries of one resource and key type in
 //!   a sharded map; lookup and sweep are serialized per shard, so an idle
 //!   entry is removed only while the map holds its sole reference.
@@ -141,6 +146,7 @@ mod entry;
 mod key_map;
 mod keyed;
 mod lock;
+mod lock_set;
 mod raw;
 mod registry;
 mod resource;
@@ -157,6 +163,7 @@ pub use error::Error;
 pub use key::{Key, LockKey};
 pub use keyed::Keyed;
 pub use lock::{Acquire, Lock, ReadGuard, WriteGuard};
+pub use lock_set::{AcquireSet, LockSet, ReadSetGuard, WriteSetGuard};
 pub use observe::{
     DedupStats, Distribution, Operation, OperationKind, Participant, ResourceStats, Role, Stats,
     RECENT_OPERATIONS,

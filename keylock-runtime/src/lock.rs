@@ -131,9 +131,9 @@ macro_rules! acquire_methods {
             &self,
             timeout: Duration,
         ) -> impl Future<Output = Result<$guard, Error>> + Send + 'static {
-            let acquisition =
-                self.clone()
-                    .acquire_timeout($access, timeout, Caller::api(Location::caller()));
+            let acquisition = self
+                .clone()
+                .acquire_timeout($access, timeout, Location::caller());
             async move { acquisition.await.map($guard::from_held) }
         }
 
@@ -382,8 +382,10 @@ impl Lock {
         self,
         access: Access,
         timeout: Duration,
-        caller: Caller,
+        location: &'static Location<'static>,
     ) -> Result<Held, Error> {
+        // Async acquisitions never record their holder (see `Caller`).
+        let caller = Caller::api(location);
         if self.entry.raw().try_acquire(access) {
             return Ok(self.acquired(access, Contention::Uncontended, caller));
         }
@@ -391,32 +393,10 @@ impl Lock {
             return Err(error);
         }
         let started = Instant::now();
-        let resource = self.entry.resource().name().to_owned();
-        let key = self.entry.key_debug();
-        let entry = Arc::clone(&self.entry);
+        let lock = self.clone();
         match timer::timeout(timeout, self.acquire::<Held>(access, caller.location)).await {
             Some(held) => Ok(held),
-            None => {
-                entry.resource().record(LockEvent::TimedOut);
-                let waited = started.elapsed();
-                if let Some(live) = entry.resource().live() {
-                    live.log(
-                        OperationKind::TimedOut,
-                        key.clone(),
-                        access,
-                        caller.location,
-                        Some(waited),
-                    );
-                }
-                let error = Error::Timeout {
-                    resource,
-                    key,
-                    access,
-                    waited,
-                };
-                tracing_out::timed_out(&error);
-                Err(error)
-            }
+            None => Err(lock.timed_out(access, caller.location, started.elapsed())),
         }
     }
 
@@ -428,31 +408,58 @@ impl Lock {
     ) -> Result<Held, Error> {
         let started = Instant::now();
         let deadline = started.checked_add(timeout);
+        match self.acquire_blocking_until(access, deadline, caller) {
+            Ok(held) => Ok(held),
+            Err((lock, Unacquired::TimedOut)) => {
+                Err(lock.timed_out(access, caller.location, started.elapsed()))
+            }
+            Err((_, Unacquired::WouldDeadlock(error))) => Err(error),
+        }
+    }
+
+    /// Blocks until the lock is held or `deadline` (if any) has passed;
+    /// gives the handle back, with why, when it was not acquired (the
+    /// thread is then out of the queue).
+    pub(crate) fn acquire_blocking_until(
+        self,
+        access: Access,
+        deadline: Option<Instant>,
+        caller: Caller,
+    ) -> Result<Held, (Lock, Unacquired)> {
         match self.wait_blocking(access, deadline, caller) {
             Ok(contention) => Ok(self.acquired(access, contention, caller)),
-            Err(Unacquired::WouldDeadlock(error)) => Err(error),
-            Err(Unacquired::TimedOut) => {
-                self.entry.resource().record(LockEvent::TimedOut);
-                let waited = started.elapsed();
-                if let Some(live) = self.entry.resource().live() {
-                    live.log(
-                        OperationKind::TimedOut,
-                        self.entry.key_debug(),
-                        access,
-                        caller.location,
-                        Some(waited),
-                    );
-                }
-                let error = Error::Timeout {
-                    resource: self.entry.resource().name().to_owned(),
-                    key: self.entry.key_debug(),
-                    access,
-                    waited,
-                };
-                tracing_out::timed_out(&error);
-                Err(error)
-            }
+            Err(why) => Err((self, why)),
         }
+    }
+
+    /// Counts, logs and describes an acquisition of this lock that gave up
+    /// after `waited`.
+    #[cold]
+    pub(crate) fn timed_out(
+        &self,
+        access: Access,
+        location: &'static Location<'static>,
+        waited: Duration,
+    ) -> Error {
+        let resource = self.entry.resource();
+        resource.record(LockEvent::TimedOut);
+        if let Some(live) = resource.live() {
+            live.log(
+                OperationKind::TimedOut,
+                self.entry.key_debug(),
+                access,
+                location,
+                Some(waited),
+            );
+        }
+        let error = Error::Timeout {
+            resource: resource.name().to_owned(),
+            key: self.entry.key_debug(),
+            access,
+            waited,
+        };
+        tracing_out::timed_out(&error);
+        error
     }
 
     /// The one place every successful acquisition passes through.
@@ -547,7 +554,7 @@ impl Drop for CountedWait<'_> {
 }
 
 /// Why a blocking wait ended without the lock.
-enum Unacquired {
+pub(crate) enum Unacquired {
     TimedOut,
     WouldDeadlock(Error),
 }
@@ -574,6 +581,11 @@ pub(crate) struct Held {
 }
 
 impl Held {
+    /// The lock held.
+    pub(crate) fn lock(&self) -> &Lock {
+        &self.lock
+    }
+
     #[cold]
     fn record_panic(&self) {
         self.lock

@@ -9,12 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::access::Access;
 use crate::clock::{Clock, ManualClock};
 use crate::dedup::{Dedup, DedupOptions, ErasedDedup};
 use crate::entry::Settings;
 use crate::key::{Key, LockKey};
 use crate::keyed::Keyed;
 use crate::lock::Lock;
+use crate::lock_set::{AcquireSet, LockSet, ReadSetGuard, WriteSetGuard};
 use crate::observe::{DedupStats, Stats};
 use crate::raw::Fairness;
 use crate::resource::{Resource, ResourceCore};
@@ -173,6 +175,65 @@ impl Registry {
     #[track_caller]
     pub fn lock(&self, name: &str) -> Lock {
         self.resource(name).lock()
+    }
+
+    /// A handle to the own locks of several resources, taken together in
+    /// the order of their names and released together: callers locking
+    /// overlapping sets of resources, in whatever order they list them,
+    /// never deadlock. A name given twice is locked once. See [`LockSet`].
+    ///
+    /// # Panics
+    ///
+    /// If one of the resources is keyed: see [`Resource`].
+    #[track_caller]
+    pub fn lock_set(&self, names: &[&str]) -> LockSet {
+        let here = Location::caller();
+        LockSet::in_order(names.to_vec(), |name| self.resource(name).lock_at(here))
+    }
+
+    /// Waits for shared access to every resource of `names`, taking them in
+    /// the order of their names; see [`lock_set`](Self::lock_set).
+    ///
+    /// # Panics
+    ///
+    /// If one of the resources is keyed: see [`Resource`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes releases the resources it
+    /// had taken and leaves no waiter behind.
+    #[track_caller]
+    pub fn read_many(&self, names: &[&str]) -> AcquireSet<ReadSetGuard> {
+        self.lock_set(names)
+            .acquire(Access::Read, Location::caller())
+    }
+
+    /// Waits for exclusive access to every resource of `names`, taking
+    /// them in the order of their names; see [`lock_set`](Self::lock_set).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let registry = keylock_runtime::Registry::new();
+    /// let both = registry.write_many(&["ledger", "audit"]).await;
+    /// assert!(registry.lock("audit").is_write_locked());
+    /// assert!(registry.lock("ledger").is_write_locked());
+    /// drop(both);
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If one of the resources is keyed: see [`Resource`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes releases the resources it
+    /// had taken and leaves no waiter behind.
+    #[track_caller]
+    pub fn write_many(&self, names: &[&str]) -> AcquireSet<WriteSetGuard> {
+        self.lock_set(names)
+            .acquire(Access::Write, Location::caller())
     }
 
     /// A handle to the lock of `key` in resource `name`.

@@ -1,0 +1,6 @@
+use keylock::write_lock;
+
+#[write_lock("ledger", "audit", "ledger")]
+fn close() {}
+
+fn main() {}
