@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::events;
 use crate::key::Key;
 use crate::live::{OperationKind, Role};
-use crate::raw::{Access, Contention, RawRwLock, Slot, TimedOut};
+use crate::raw::{Access, Contention, RawRwLock, TimedOut, WaitState};
 use crate::resource::{ResourceInfo, Waiting};
 use crate::stats::Event;
 use crate::timer;
@@ -262,7 +262,7 @@ impl Lock {
         Acquire {
             lock: Some(self),
             access,
-            slot: Slot::Start,
+            wait: WaitState::Start,
             location,
             waiting: None,
             _guard: PhantomData,
@@ -577,7 +577,7 @@ impl FromHeld for Held {
 pub struct Acquire<G> {
     lock: Option<Lock>,
     access: Access,
-    slot: Slot,
+    wait: WaitState,
     location: &'static Location<'static>,
     /// Counted as queued (and listed in the live view) while it waits.
     waiting: Option<Waiting>,
@@ -589,7 +589,7 @@ impl<G> fmt::Debug for Acquire<G> {
         f.debug_struct("Acquire")
             .field("lock", &self.lock)
             .field("access", &self.access)
-            .field("slot", &self.slot)
+            .field("wait", &self.wait)
             .finish()
     }
 }
@@ -627,7 +627,7 @@ impl<G: FromHeld> Future for Acquire<G> {
         match lock
             .site
             .raw()
-            .poll_acquire(this.access, &mut this.slot, cx)
+            .poll_acquire(this.access, &mut this.wait, cx)
         {
             Poll::Pending => {
                 if this.waiting.is_none() {
@@ -654,7 +654,7 @@ impl<G> Drop for Acquire<G> {
     fn drop(&mut self) {
         self.stop_waiting();
         if let Some(lock) = &self.lock {
-            lock.site.raw().cancel(self.access, &mut self.slot);
+            lock.site.raw().cancel(self.access, &mut self.wait);
         }
     }
 }

@@ -102,7 +102,7 @@ const fn is_last_holder(state: usize, access: Access) -> bool {
 
 /// Where an acquisition stands; owned by the acquiring future or thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Slot {
+pub(crate) enum WaitState {
     /// Not tried yet.
     Start,
     /// Waiting in the queue under this ticket, since this moment.
@@ -111,7 +111,7 @@ pub(crate) enum Slot {
     Acquired,
 }
 
-enum Wake {
+enum Wakeup {
     Task(Option<Waker>),
     Thread(Thread),
 }
@@ -121,7 +121,7 @@ struct Waiter {
     since: Instant,
     /// Woken to compete for a free lock (see "Fairness" above).
     notified: bool,
-    wake: Wake,
+    wakeup: Wakeup,
 }
 
 /// Waiters in arrival order. A waiter is removed from the queue either by
@@ -147,22 +147,22 @@ struct Plan {
 
 /// Things to wake once the queue mutex is released.
 #[derive(Default)]
-struct Wakes(Vec<Wake>);
+struct Wakeups(Vec<Wakeup>);
 
-impl Wakes {
+impl Wakeups {
     fn wake_all(self) {
-        for wake in self.0 {
-            match wake {
-                Wake::Task(Some(waker)) => waker.wake(),
-                Wake::Task(None) => {}
-                Wake::Thread(thread) => thread.unpark(),
+        for wakeup in self.0 {
+            match wakeup {
+                Wakeup::Task(Some(waker)) => waker.wake(),
+                Wakeup::Task(None) => {}
+                Wakeup::Thread(thread) => thread.unpark(),
             }
         }
     }
 }
 
 impl Queue {
-    fn push(&mut self, access: Access, wake: Wake) -> (u64, Instant) {
+    fn push(&mut self, access: Access, wakeup: Wakeup) -> (u64, Instant) {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         let since = Instant::now();
@@ -172,7 +172,7 @@ impl Queue {
                 access,
                 since,
                 notified: false,
-                wake,
+                wakeup,
             },
         );
         (ticket, since)
@@ -207,20 +207,20 @@ impl Queue {
         plan
     }
 
-    fn apply(&mut self, plan: &Plan) -> Wakes {
-        let mut wakes = Wakes::default();
+    fn apply(&mut self, plan: &Plan) -> Wakeups {
+        let mut wakes = Wakeups::default();
         for _ in 0..plan.grants {
             if let Some((_, waiter)) = self.waiters.pop_first() {
-                wakes.0.push(waiter.wake);
+                wakes.0.push(waiter.wakeup);
             }
         }
         if plan.notify_head {
             if let Some(head) = self.waiters.values_mut().next() {
                 if !head.notified {
                     head.notified = true;
-                    wakes.0.push(match &mut head.wake {
-                        Wake::Task(waker) => Wake::Task(waker.take()),
-                        Wake::Thread(thread) => Wake::Thread(thread.clone()),
+                    wakes.0.push(match &mut head.wakeup {
+                        Wakeup::Task(waker) => Wakeup::Task(waker.take()),
+                        Wakeup::Thread(thread) => Wakeup::Thread(thread.clone()),
                     });
                 }
             }
@@ -385,7 +385,7 @@ impl RawRwLock {
 
     /// Under the queue mutex: releases `releasing` (if any) and grants or
     /// notifies waiters, in one atomic step on the state word.
-    fn dispatch(&self, queue: &mut Queue, releasing: Option<Access>) -> Wakes {
+    fn dispatch(&self, queue: &mut Queue, releasing: Option<Access>) -> Wakeups {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             let after = state - releasing.map_or(0, Access::bits);
@@ -482,44 +482,44 @@ impl RawRwLock {
     pub(crate) fn poll_acquire(
         &self,
         access: Access,
-        slot: &mut Slot,
+        wait: &mut WaitState,
         cx: &mut Context<'_>,
     ) -> Poll<Contention> {
-        if *slot == Slot::Start && self.try_acquire(access) {
-            *slot = Slot::Acquired;
+        if *wait == WaitState::Start && self.try_acquire(access) {
+            *wait = WaitState::Acquired;
             return Poll::Ready(Contention::Uncontended);
         }
-        self.poll_acquire_slow(access, slot, cx)
+        self.poll_acquire_slow(access, wait, cx)
     }
 
     #[inline(never)]
     fn poll_acquire_slow(
         &self,
         access: Access,
-        slot: &mut Slot,
+        wait: &mut WaitState,
         cx: &mut Context<'_>,
     ) -> Poll<Contention> {
-        match *slot {
-            Slot::Start => {
+        match *wait {
+            WaitState::Start => {
                 let mut queue = sync::lock(&self.queue);
                 if self.take_or_park(access) {
-                    *slot = Slot::Acquired;
+                    *wait = WaitState::Acquired;
                     return Poll::Ready(Contention::Uncontended);
                 }
-                let (ticket, since) = queue.push(access, Wake::Task(Some(cx.waker().clone())));
-                *slot = Slot::Queued(ticket, since);
+                let (ticket, since) = queue.push(access, Wakeup::Task(Some(cx.waker().clone())));
+                *wait = WaitState::Queued(ticket, since);
                 Poll::Pending
             }
-            Slot::Queued(ticket, since) => {
+            WaitState::Queued(ticket, since) => {
                 let mut queue = sync::lock(&self.queue);
                 if !queue.waiters.contains_key(&ticket)
                     || self.retry_queued(&mut queue, ticket, access)
                 {
-                    *slot = Slot::Acquired;
+                    *wait = WaitState::Acquired;
                     return Poll::Ready(Contention::Contended(since.elapsed()));
                 }
                 if let Some(Waiter {
-                    wake: Wake::Task(waker),
+                    wakeup: Wakeup::Task(waker),
                     ..
                 }) = queue.waiters.get_mut(&ticket)
                 {
@@ -530,14 +530,14 @@ impl RawRwLock {
                 }
                 Poll::Pending
             }
-            Slot::Acquired => Poll::Ready(Contention::Uncontended),
+            WaitState::Acquired => Poll::Ready(Contention::Uncontended),
         }
     }
 
     /// Abandons an acquisition: leaves the queue, or releases the lock if it
     /// was granted in the meantime. Leaves nothing behind either way.
-    pub(crate) fn cancel(&self, access: Access, slot: &mut Slot) {
-        if let Slot::Queued(ticket, _) = *slot {
+    pub(crate) fn cancel(&self, access: Access, wait: &mut WaitState) {
+        if let WaitState::Queued(ticket, _) = *wait {
             let mut queue = sync::lock(&self.queue);
             if queue.waiters.remove(&ticket).is_some() {
                 let wakes = self.dispatch(&mut queue, None);
@@ -547,10 +547,10 @@ impl RawRwLock {
                 drop(queue);
                 self.release(access);
             }
-        } else if *slot == Slot::Acquired {
+        } else if *wait == WaitState::Acquired {
             self.release(access);
         }
-        *slot = Slot::Start;
+        *wait = WaitState::Start;
     }
 
     /// Blocks the current thread until the lock is held, or until
@@ -573,7 +573,7 @@ impl RawRwLock {
         if self.take_or_park(access) {
             return Ok(Contention::Uncontended);
         }
-        let (ticket, since) = queue.push(access, Wake::Thread(sync::current_thread()));
+        let (ticket, since) = queue.push(access, Wakeup::Thread(sync::current_thread()));
         drop(queue);
         loop {
             match deadline {
@@ -685,9 +685,9 @@ mod tests {
         assert!(lock.try_acquire(Access::Read));
         let (woken, waker) = flag();
         let mut cx = Context::from_waker(&waker);
-        let mut slot = Slot::Start;
+        let mut wait = WaitState::Start;
         assert!(lock
-            .poll_acquire(Access::Write, &mut slot, &mut cx)
+            .poll_acquire(Access::Write, &mut wait, &mut cx)
             .is_pending());
         assert!(
             !lock.try_acquire(Access::Read),
@@ -698,7 +698,7 @@ mod tests {
         // Handed over: the lock is held for the writer before it runs.
         assert!(lock.is_write_locked());
         assert!(matches!(
-            lock.poll_acquire(Access::Write, &mut slot, &mut cx),
+            lock.poll_acquire(Access::Write, &mut wait, &mut cx),
             Poll::Ready(Contention::Contended(_))
         ));
         lock.release(Access::Write);
@@ -712,13 +712,13 @@ mod tests {
         assert!(lock.try_acquire(Access::Read));
         let (_, waker) = flag();
         let mut cx = Context::from_waker(&waker);
-        let mut writer = Slot::Start;
+        let mut writer = WaitState::Start;
         assert!(lock
             .poll_acquire(Access::Write, &mut writer, &mut cx)
             .is_pending());
         let (reader_woken, reader_waker) = flag();
         let mut reader_cx = Context::from_waker(&reader_waker);
-        let mut reader = Slot::Start;
+        let mut reader = WaitState::Start;
         assert!(lock
             .poll_acquire(Access::Read, &mut reader, &mut reader_cx)
             .is_pending());
@@ -740,9 +740,9 @@ mod tests {
         assert!(lock.try_acquire(Access::Write));
         let (woken, waker) = flag();
         let mut cx = Context::from_waker(&waker);
-        let mut slot = Slot::Start;
+        let mut wait = WaitState::Start;
         assert!(lock
-            .poll_acquire(Access::Write, &mut slot, &mut cx)
+            .poll_acquire(Access::Write, &mut wait, &mut cx)
             .is_pending());
         lock.release(Access::Write);
         assert!(woken.0.load(std::sync::atomic::Ordering::SeqCst));
@@ -751,11 +751,11 @@ mod tests {
         assert!(lock.try_acquire(Access::Write));
         // The notified head fails and waits again.
         assert!(lock
-            .poll_acquire(Access::Write, &mut slot, &mut cx)
+            .poll_acquire(Access::Write, &mut wait, &mut cx)
             .is_pending());
         lock.release(Access::Write);
         assert!(lock
-            .poll_acquire(Access::Write, &mut slot, &mut cx)
+            .poll_acquire(Access::Write, &mut wait, &mut cx)
             .is_ready());
         assert_eq!(lock.waiters(), 0);
         lock.release(Access::Write);
