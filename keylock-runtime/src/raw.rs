@@ -10,33 +10,56 @@
 //! | 0     | `WRITER`: held exclusively                          |
 //! | 1     | `PARKED`: the wait queue is not empty               |
 //! | 2     | `NOTIFIED`: the head was woken to compete and has   |
-//! |       | not run yet                                         |
+//! |       | not run yet; `head_due` holds when it stops having  |
+//! |       | to compete                                          |
 //! | 3..   | number of readers holding the lock                  |
 //!
 //! An uncontended acquire or release is one compare-and-swap. Everything
 //! else happens under the queue mutex, which is never held while user code,
 //! a waker or an unpark runs.
 //!
+//! Beside the state word, `head_due` is the moment the notified head will
+//! have waited the fairness bound (nanoseconds since a process-wide epoch;
+//! 0 when unknown). It is written under the queue mutex whenever the head
+//! is notified and read without it by releases, so that a release past
+//! that moment hands the lock over instead of just freeing it. It is a
+//! hint: the decision itself is taken under the queue mutex, from the
+//! moment the head became the head.
+//!
 //! # Fairness
 //!
 //! Waiters queue in arrival order. A release with waiters either hands the
 //! lock directly to the head of the queue (the head then owns it before it
-//! even wakes up), or, while the head has waited less than the *fairness
-//! bound*, frees the lock and wakes the head to compete for it. In that short
-//! window a newcomer may take the lock first; this is what keeps two threads
-//! hammering one lock from paying a thread wake-up per acquisition (the
-//! collapse of strict hand-off locks). Once the head has waited past the
-//! bound, it is handed the lock. Queued waiters never overtake each other.
+//! even wakes up), or, while the head has been at the head for less than
+//! the *fairness bound*, frees the lock and wakes the head to compete for
+//! it. In that short window a newcomer may take the lock first; this is
+//! what keeps two threads hammering one lock from paying a thread wake-up
+//! per acquisition (the collapse of strict hand-off locks). Once the head
+//! has waited at the head past the bound, the next release hands it the
+//! lock, even while the head is notified and has not run yet: a task that
+//! releases and re-takes the lock in a loop, and never yields because its
+//! acquisitions are always ready, then finds the lock held, queues and
+//! yields. Queued waiters never overtake each other.
+//!
+//! The bound counts from the moment a waiter became the head (its arrival,
+//! or the previous head's departure), not from its arrival: under overload,
+//! when every queued waiter has long been waiting, counting from arrival
+//! would turn every release into a hand-off and the lock into a strict FIFO
+//! one, with a wake-up per acquisition. Counted from the head, at most one
+//! hand-off per bound is forced, and the k-th waiter in the queue is served
+//! within about k bounds.
 //!
 //! Write preference: when the queue is not empty, a newcomer reader may join
 //! only a lock that nobody holds, never readers that a queued writer waits
 //! behind. Readers at the head of the queue are always granted together.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::sync::{self, AtomicUsize, Mutex, Ordering, Thread};
+use crate::sync::{self, AtomicU64, AtomicUsize, Mutex, Ordering, Thread};
 
 const WRITER: usize = 1;
 const PARKED: usize = 2;
@@ -132,6 +155,9 @@ struct Waiter {
 struct Queue {
     waiters: BTreeMap<u64, Waiter>,
     next_ticket: u64,
+    /// When the previous head left the queue: the current head has been at
+    /// the head since then, or since it arrived, whichever is later.
+    head_changed: Option<Instant>,
 }
 
 /// What a release (or a departing waiter) does to the queue.
@@ -178,6 +204,33 @@ impl Queue {
         (ticket, since)
     }
 
+    /// Removes a waiter that leaves on its own (it took the lock, gave up or
+    /// was dropped); true if it was still queued.
+    fn remove(&mut self, ticket: u64) -> bool {
+        let was_head = self.waiters.keys().next() == Some(&ticket);
+        let removed = self.waiters.remove(&ticket).is_some();
+        if was_head {
+            self.head_left();
+        }
+        removed
+    }
+
+    /// Notes that the head left, when another waiter takes its place.
+    fn head_left(&mut self) {
+        if !self.waiters.is_empty() {
+            self.head_changed = Some(Instant::now());
+        }
+    }
+
+    /// Since when `waiter`, the head, has been at the head of the queue:
+    /// the fairness bound counts from then.
+    fn head_since(&self, waiter: &Waiter) -> Instant {
+        match self.head_changed {
+            Some(changed) if changed > waiter.since => changed,
+            _ => waiter.since,
+        }
+    }
+
     fn plan(&self, state: usize, fairness: Fairness) -> Plan {
         let mut plan = Plan::default();
         let writer_held = state & WRITER != 0;
@@ -186,7 +239,7 @@ impl Queue {
             match waiter.access {
                 Access::Write => {
                     if state & HOLDERS == 0 && plan.grants == 0 {
-                        if fairness.is_due(waiter.since, &mut now) {
+                        if fairness.is_due(self.head_since(waiter), &mut now) {
                             plan.grants = 1;
                             plan.add = WRITER;
                         } else {
@@ -213,6 +266,9 @@ impl Queue {
             if let Some((_, waiter)) = self.waiters.pop_first() {
                 wakes.0.push(waiter.wakeup);
             }
+        }
+        if plan.grants > 0 {
+            self.head_left();
         }
         if plan.notify_head {
             if let Some(head) = self.waiters.values_mut().next() {
@@ -241,6 +297,16 @@ impl Fairness {
         Fairness { bound }
     }
 
+    /// When a waiter that arrived at `since` stops being overtaken, as
+    /// [`instant_nanos`]; `None` when never (or for strict hand-off, when
+    /// nobody is ever notified).
+    fn due_nanos(self, since: Instant) -> Option<u64> {
+        if self.bound.is_zero() || self.bound == Duration::MAX {
+            return None;
+        }
+        since.checked_add(self.bound).map(instant_nanos)
+    }
+
     fn is_due(self, since: Instant, now: &mut Option<Instant>) -> bool {
         if self.bound.is_zero() {
             return true;
@@ -251,6 +317,33 @@ impl Fairness {
         let now = *now.get_or_insert_with(Instant::now);
         now.saturating_duration_since(since) >= self.bound
     }
+}
+
+/// `instant` as nanoseconds since a process-wide epoch, never 0 (0 means
+/// "no due time" in `head_due`).
+fn instant_nanos(instant: Instant) -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let nanos = instant.saturating_duration_since(epoch).as_nanos();
+    u64::try_from(nanos).unwrap_or(u64::MAX).max(1)
+}
+
+/// Counts this thread's releases while one head (known by its due time)
+/// is notified; true on the releases that should read the clock.
+fn should_read_clock(due: u64) -> bool {
+    thread_local! {
+        static RELEASES: Cell<(u64, u32)> = const { Cell::new((0, 0)) };
+    }
+    RELEASES.with(|releases| {
+        let (seen, count) = releases.get();
+        let count = if seen == due {
+            count.wrapping_add(1)
+        } else {
+            1
+        };
+        releases.set((due, count));
+        count.is_power_of_two() && count <= 32 || count % 32 == 0
+    })
 }
 
 /// How a blocking caller waits a little before it queues (or queues again
@@ -302,6 +395,9 @@ pub(crate) struct TimedOut;
 /// The lock itself. See the module docs for the design.
 pub(crate) struct RawRwLock {
     state: AtomicUsize,
+    /// When the notified head will be due (see the module docs); 0 when
+    /// unknown.
+    head_due: AtomicU64,
     queue: Mutex<Queue>,
     fairness: Fairness,
 }
@@ -310,6 +406,7 @@ impl RawRwLock {
     pub(crate) fn new(fairness: Fairness) -> Self {
         RawRwLock {
             state: AtomicUsize::new(0),
+            head_due: AtomicU64::new(0),
             queue: Mutex::new(Queue::default()),
             fairness,
         }
@@ -359,12 +456,16 @@ impl RawRwLock {
     #[inline(never)]
     fn release_slow(&self, access: Access) {
         let mut state = self.state.load(Ordering::Relaxed);
+        let mut overdue = None;
         loop {
             // With waiters queued, the last holder decides between hand-off
             // and notifying the head, under the queue mutex; unless the head
-            // is already awake and about to compete, when freeing the lock
-            // is all there is to do.
-            if state & (PARKED | NOTIFIED) == PARKED && is_last_holder(state, access) {
+            // is already awake and about to compete and has not waited past
+            // the bound, when freeing the lock is all there is to do.
+            if state & PARKED != 0
+                && is_last_holder(state, access)
+                && (state & NOTIFIED == 0 || *overdue.get_or_insert_with(|| self.head_overdue()))
+            {
                 let mut queue = sync::lock(&self.queue);
                 let wakes = self.dispatch(&mut queue, Some(access));
                 drop(queue);
@@ -383,6 +484,19 @@ impl RawRwLock {
         }
     }
 
+    /// Whether the notified head has waited past the fairness bound, as
+    /// far as `head_due` tells.
+    ///
+    /// Reading the clock costs more than the rest of a release, and a
+    /// looping holder releases many times while the head is notified, so a
+    /// thread reads it only on its 1st, 2nd, 4th, ... 32nd release since the
+    /// head was notified, then on every 32nd: the hand-over comes at most
+    /// about twice the bound, or 32 releases, after the head is due.
+    fn head_overdue(&self) -> bool {
+        let due = self.head_due.load(Ordering::Relaxed);
+        due != 0 && should_read_clock(due) && instant_nanos(Instant::now()) >= due
+    }
+
     /// Under the queue mutex: releases `releasing` (if any) and grants or
     /// notifies waiters, in one atomic step on the state word.
     fn dispatch(&self, queue: &mut Queue, releasing: Option<Access>) -> Wakeups {
@@ -395,7 +509,22 @@ impl RawRwLock {
             } else {
                 0
             };
-            let notified = if plan.notify_head { NOTIFIED } else { 0 };
+            let notified = if plan.notify_head {
+                // Only a task can be kept from running by the releaser (a
+                // task that loops on an always-ready acquisition holds its
+                // executor thread); a thread head runs, retries, and its
+                // failed retry makes the next release decide again.
+                let due = queue
+                    .waiters
+                    .values()
+                    .next()
+                    .filter(|head| matches!(head.wakeup, Wakeup::Task(_)))
+                    .and_then(|head| self.fairness.due_nanos(queue.head_since(head)));
+                self.head_due.store(due.unwrap_or(0), Ordering::Relaxed);
+                NOTIFIED
+            } else {
+                0
+            };
             let next = ((after & HOLDERS) + plan.add) | parked | notified;
             match self
                 .state
@@ -444,7 +573,7 @@ impl RawRwLock {
         }
         loop {
             if self.try_acquire(access) {
-                queue.waiters.remove(&ticket);
+                queue.remove(ticket);
                 let clear = if queue.waiters.is_empty() {
                     PARKED | NOTIFIED
                 } else {
@@ -539,7 +668,7 @@ impl RawRwLock {
     pub(crate) fn cancel(&self, access: Access, wait: &mut WaitState) {
         if let WaitState::Queued(ticket, _) = *wait {
             let mut queue = sync::lock(&self.queue);
-            if queue.waiters.remove(&ticket).is_some() {
+            if queue.remove(ticket) {
                 let wakes = self.dispatch(&mut queue, None);
                 drop(queue);
                 wakes.wake_all();
@@ -597,7 +726,7 @@ impl RawRwLock {
                 return Ok(Contention::Contended(since.elapsed()));
             }
             if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-                queue.waiters.remove(&ticket);
+                queue.remove(ticket);
                 let wakes = self.dispatch(&mut queue, None);
                 drop(queue);
                 wakes.wake_all();
@@ -758,6 +887,36 @@ mod tests {
             .poll_acquire(Access::Write, &mut wait, &mut cx)
             .is_ready());
         assert_eq!(lock.waiters(), 0);
+        lock.release(Access::Write);
+        assert_eq!(lock.state.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn release_past_the_bound_hands_over_to_the_notified_head() {
+        let lock = RawRwLock::new(Fairness::new(Duration::from_millis(1)));
+        assert!(lock.try_acquire(Access::Write));
+        let (woken, waker) = flag();
+        let mut cx = Context::from_waker(&waker);
+        let mut wait = WaitState::Start;
+        assert!(lock
+            .poll_acquire(Access::Write, &mut wait, &mut cx)
+            .is_pending());
+        // Within the bound: the head is notified, and a newcomer (the
+        // looping holder) takes the free lock before the head runs.
+        lock.release(Access::Write);
+        assert!(woken.0.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(lock.try_acquire(Access::Write));
+        std::thread::sleep(Duration::from_millis(3));
+        // Past it: the release hands the lock to the head, which has not
+        // run since it was notified, and the looping holder finds it held.
+        lock.release(Access::Write);
+        assert!(lock.is_write_locked());
+        assert_eq!(lock.waiters(), 0);
+        assert!(!lock.try_acquire(Access::Write));
+        assert!(matches!(
+            lock.poll_acquire(Access::Write, &mut wait, &mut cx),
+            Poll::Ready(Contention::Contended(_))
+        ));
         lock.release(Access::Write);
         assert_eq!(lock.state.load(Ordering::Relaxed), 0);
     }
