@@ -132,9 +132,12 @@ macro_rules! acquire_methods {
 
         #[doc = concat!("Waits at most `timeout` for ", $mode, " access.")]
         ///
-        /// Inside a Tokio runtime the timer is Tokio's (the runtime needs
-        /// its time driver, which `#[tokio::main]` enables); elsewhere a
-        /// helper thread sleeps for the timeout.
+        /// Works on any executor, and in Tokio runtimes with or without
+        /// their time driver: the timeout is kept by keylock's own timer, one
+        /// thread for the whole process, started by the first timed wait
+        /// that has to queue. A wait that gets the lock at once never
+        /// touches it. The timer follows real time, so Tokio's paused clock
+        /// does not apply to it.
         ///
         /// # Errors
         ///
