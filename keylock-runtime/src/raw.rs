@@ -53,7 +53,6 @@
 //! only a lock that nobody holds, never readers that a queued writer waits
 //! behind. Readers at the head of the queue are always granted together.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
@@ -191,7 +190,7 @@ impl Queue {
     fn push(&mut self, access: Access, wakeup: Wakeup) -> (u64, Instant) {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        let since = Instant::now();
+        let since = now();
         self.waiters.insert(
             ticket,
             Waiter {
@@ -218,7 +217,7 @@ impl Queue {
     /// Notes that the head left, when another waiter takes its place.
     fn head_left(&mut self) {
         if !self.waiters.is_empty() {
-            self.head_changed = Some(Instant::now());
+            self.head_changed = Some(now());
         }
     }
 
@@ -314,7 +313,7 @@ impl Fairness {
         if self.bound == Duration::MAX {
             return false;
         }
-        let now = *now.get_or_insert_with(Instant::now);
+        let now = *now.get_or_insert_with(self::now);
         now.saturating_duration_since(since) >= self.bound
     }
 }
@@ -328,9 +327,71 @@ fn instant_nanos(instant: Instant) -> u64 {
     u64::try_from(nanos).unwrap_or(u64::MAX).max(1)
 }
 
+/// The clock that arrival times and the fairness bound are measured with.
+#[cfg(not(loom))]
+fn now() -> Instant {
+    Instant::now()
+}
+
+/// Under loom, a clock that a model moves by hand, so that whether a head
+/// is due does not depend on how fast the model runs.
+#[cfg(loom)]
+fn now() -> Instant {
+    model_clock::now()
+}
+
+/// A clock for loom models: it stands still until [`advance`] moves it. A
+/// model's threads run on the thread that runs the model, so a thread-local
+/// is one clock per model; [`reset`] it at the start of each execution.
+///
+/// [`advance`]: model_clock::advance
+/// [`reset`]: model_clock::reset
+#[cfg(loom)]
+pub(crate) mod model_clock {
+    use std::cell::Cell;
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    thread_local! {
+        static OFFSET: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+    }
+
+    fn base() -> Instant {
+        static BASE: OnceLock<Instant> = OnceLock::new();
+        *BASE.get_or_init(Instant::now)
+    }
+
+    pub(crate) fn now() -> Instant {
+        base() + OFFSET.with(Cell::get)
+    }
+
+    pub(crate) fn advance(by: Duration) {
+        OFFSET.with(|offset| offset.set(offset.get() + by));
+    }
+
+    pub(crate) fn reset() {
+        OFFSET.with(|offset| offset.set(Duration::ZERO));
+    }
+}
+
+/// How long since `since`, on the lock's clock.
+fn waited_since(since: Instant) -> Duration {
+    now().saturating_duration_since(since)
+}
+
+/// Counts this thread's releases while one head (known by its due time)
+/// is notified; true on the releases that should read the clock. Always
+/// true under loom, where the count would carry over between executions.
+#[cfg(loom)]
+fn should_read_clock(_: u64) -> bool {
+    true
+}
+
 /// Counts this thread's releases while one head (known by its due time)
 /// is notified; true on the releases that should read the clock.
+#[cfg(not(loom))]
 fn should_read_clock(due: u64) -> bool {
+    use std::cell::Cell;
     thread_local! {
         static RELEASES: Cell<(u64, u32)> = const { Cell::new((0, 0)) };
     }
@@ -494,7 +555,7 @@ impl RawRwLock {
     /// about twice the bound, or 32 releases, after the head is due.
     fn head_overdue(&self) -> bool {
         let due = self.head_due.load(Ordering::Relaxed);
-        due != 0 && should_read_clock(due) && instant_nanos(Instant::now()) >= due
+        due != 0 && should_read_clock(due) && instant_nanos(now()) >= due
     }
 
     /// Under the queue mutex: releases `releasing` (if any) and grants or
@@ -645,7 +706,7 @@ impl RawRwLock {
                     || self.retry_queued(&mut queue, ticket, access)
                 {
                     *wait = WaitState::Acquired;
-                    return Poll::Ready(Contention::Contended(since.elapsed()));
+                    return Poll::Ready(Contention::Contended(waited_since(since)));
                 }
                 if let Some(Waiter {
                     wakeup: Wakeup::Task(waker),
@@ -723,7 +784,7 @@ impl RawRwLock {
             let mut queue = sync::lock(&self.queue);
             if !queue.waiters.contains_key(&ticket) || self.retry_queued(&mut queue, ticket, access)
             {
-                return Ok(Contention::Contended(since.elapsed()));
+                return Ok(Contention::Contended(waited_since(since)));
             }
             if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 queue.remove(ticket);

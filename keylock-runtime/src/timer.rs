@@ -140,7 +140,7 @@ impl Timer {
     }
 
     fn start(&'static self) -> Thread {
-        let spawned = std::thread::Builder::new()
+        let spawned = sync::Builder::new()
             .name("keylock-timer".into())
             .spawn(move || self.run());
         match spawned {
