@@ -268,6 +268,7 @@ impl Lock {
             wait: WaitState::Start,
             location,
             waiting: None,
+            long_wait: None,
             _guard: PhantomData,
         }
     }
@@ -316,9 +317,38 @@ impl Lock {
     ) -> Result<Contention, TimedOut> {
         let resource = self.site.resource();
         let waiting = resource.start_wait(|| self.site.key_debug(), access, location);
+        let long_wait = self.watch_long_wait(access, location);
         let result = self.site.raw().acquire_blocking(access, deadline);
+        drop(long_wait);
         resource.end_wait(waiting);
         result
+    }
+
+    /// Arms the report of a wait that passes the slow-wait threshold while
+    /// it still waits (a warning naming the waiter, and a count): the
+    /// timer thread makes it unless the returned alarm is dropped first.
+    #[cold]
+    fn watch_long_wait(
+        &self,
+        access: Access,
+        location: &'static Location<'static>,
+    ) -> Option<timer::Alarm> {
+        let threshold = self.site.resource().settings().slow_wait;
+        let deadline = Instant::now().checked_add(threshold)?;
+        let site = Arc::clone(&self.site);
+        let dispatch = events::current_dispatch();
+        Some(timer::call_at(deadline, move || {
+            let resource = site.resource();
+            resource.record(Event::LongWait);
+            events::still_waiting(
+                &dispatch,
+                resource.name(),
+                site.key_debug(),
+                access,
+                threshold,
+                location,
+            );
+        }))
     }
 
     pub(crate) fn try_acquire(
@@ -584,6 +614,8 @@ pub struct Acquire<G> {
     location: &'static Location<'static>,
     /// Counted as queued (and listed in the live view) while it waits.
     waiting: Option<Waiting>,
+    /// Reports the wait if it outlasts the slow-wait threshold.
+    long_wait: Option<timer::Alarm>,
     _guard: PhantomData<fn() -> G>,
 }
 
@@ -607,11 +639,13 @@ impl<G> Acquire<G> {
                 self.access,
                 self.location,
             ));
+            self.long_wait = lock.watch_long_wait(self.access, self.location);
         }
     }
 
     /// Stops counting this acquisition as queued.
     fn stop_waiting(&mut self) {
+        self.long_wait = None;
         if let (Some(waiting), Some(lock)) = (self.waiting.take(), self.lock.as_ref()) {
             lock.site.resource().end_wait(waiting);
         }

@@ -28,6 +28,9 @@ pub(crate) fn event(resource: &Arc<str>, event: Event) {
         Event::TimedOut => {
             metrics::counter!("keylock_timeouts_total", "resource" => name()).increment(1);
         }
+        Event::LongWait => {
+            metrics::counter!("keylock_long_waits_total", "resource" => name()).increment(1);
+        }
         Event::Busy => {
             metrics::counter!("keylock_busy_total", "resource" => name()).increment(1);
         }

@@ -31,6 +31,8 @@ pub(crate) enum Event {
     FailedWhileHeld,
     /// A guard was held this long (recorded only when hold times are on).
     Held(Duration),
+    /// A queued acquisition passed the slow-wait threshold and still waits.
+    LongWait,
 }
 
 /// One stripe of counters, on a cache line of its own.
@@ -44,6 +46,7 @@ struct Stripe {
     busy: AtomicU64,
     panics: AtomicU64,
     errors: AtomicU64,
+    long_waits: AtomicU64,
 }
 
 impl Stripe {
@@ -223,6 +226,7 @@ impl Counters {
             Event::Busy => &stripe.busy,
             Event::PanickedWhileHeld => &stripe.panics,
             Event::FailedWhileHeld => &stripe.errors,
+            Event::LongWait => &stripe.long_waits,
             Event::Held(_) => return,
         };
         slot.increment(counter);
@@ -245,6 +249,7 @@ impl Counters {
             busy: self.sum(|s| &s.busy),
             panics_while_held: self.sum(|s| &s.panics),
             errors_while_held: self.sum(|s| &s.errors),
+            long_waits: self.sum(|s| &s.long_waits),
             wait: self.wait.snapshot(),
             hold: self.hold.snapshot(),
             holders: occupancy.holders,
@@ -297,6 +302,10 @@ pub struct ResourceStats {
     /// (counted for functions whose return type is `Result` or a type
     /// named `...Result`, and for `#[async_trait]` methods).
     pub errors_while_held: u64,
+    /// Acquisitions that were still queued when they passed the slow-wait
+    /// threshold ([`slow_wait_warning`](crate::RegistryBuilder::slow_wait_warning)),
+    /// counted at that moment, whether they got the lock later or not.
+    pub long_waits: u64,
     /// How long contended acquisitions waited.
     pub wait: Distribution,
     /// How long guards were held; empty unless the registry was built with
@@ -416,7 +425,7 @@ impl Stats {
                 }
             },
         );
-        let per_resource: [Metric; 10] = [
+        let per_resource: [Metric; 11] = [
             (
                 "keylock_errors_while_held_total",
                 "counter",
@@ -440,6 +449,12 @@ impl Stats {
                 "counter",
                 "Acquisitions that timed out.",
                 |r| r.timeouts,
+            ),
+            (
+                "keylock_long_waits_total",
+                "counter",
+                "Acquisitions still queued past the slow-wait threshold.",
+                |r| r.long_waits,
             ),
             (
                 "keylock_busy_total",

@@ -8,6 +8,9 @@
 //! removes it, with its waker, as soon as it completes or is dropped: the
 //! table holds exactly the waits that are still pending.
 //!
+//! The same thread reports waits that outlast the registry's slow-wait
+//! threshold while they still wait ([`call_at`]).
+//!
 //! Why not Tokio's timer inside a Tokio runtime: a runtime built without
 //! `enable_time` has no timer, and `tokio::time` then panics; there is no
 //! public way to ask a runtime whether it has one, and the panic would come
@@ -18,9 +21,10 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::pin;
-use std::sync::OnceLock;
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use crate::sync::{self, Mutex, Thread};
@@ -46,8 +50,25 @@ pub(crate) async fn timeout<F: Future>(timeout: Duration, future: F) -> Option<F
     .await
 }
 
-/// A pending wait's entry in the timer; removed when dropped.
-struct Alarm {
+/// Calls `call` on the timer thread once `deadline` passes, unless the
+/// returned alarm is dropped first. `call` runs outside the timer's lock; a
+/// panic in it is caught, and ends nothing but that call.
+pub(crate) fn call_at(deadline: Instant, call: impl Fn() + Send + Sync + 'static) -> Alarm {
+    struct Call<F>(F);
+    impl<F: Fn() + Send + Sync + 'static> Wake for Call<F> {
+        fn wake(self: Arc<Self>) {
+            (self.0)();
+        }
+    }
+    let id = Timer::get().insert(deadline, Waker::from(Arc::new(Call(call))));
+    Alarm {
+        deadline,
+        id: Some(id),
+    }
+}
+
+/// A pending entry in the timer; removed (with its waker) when dropped.
+pub(crate) struct Alarm {
     deadline: Instant,
     /// Set once the entry is in the timer's table.
     id: Option<u64>,
@@ -166,7 +187,9 @@ impl Timer {
             table.sleeping_until = next;
             drop(table);
             for waker in due.drain(..) {
-                waker.wake();
+                // A waker is executor code, or a report that runs a
+                // subscriber: neither may stop the timer.
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| waker.wake()));
             }
             match next {
                 Some(deadline) => sync::park_timeout(deadline.saturating_duration_since(now)),
