@@ -49,6 +49,12 @@
 //! hand-off per bound is forced, and the k-th waiter in the queue is served
 //! within about k bounds.
 //!
+//! Acquisitions do not spend Tokio's cooperative budget: the hand-over
+//! above already makes a looping task queue and yield once a waiter is
+//! due, and spending the budget cost 7% on an uncontended acquisition and
+//! 12% with 64 tasks on one lock. A task that loops on a lock nobody else
+//! wants is like any other loop without a pending `.await`.
+//!
 //! Write preference: when the queue is not empty, a newcomer reader may join
 //! only a lock that nobody holds, never readers that a queued writer waits
 //! behind. Readers at the head of the queue are always granted together.
