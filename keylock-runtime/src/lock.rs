@@ -317,9 +317,10 @@ impl Lock {
     ) -> Result<Contention, TimedOut> {
         let resource = self.site.resource();
         let waiting = resource.start_wait(|| self.site.key_debug(), access, location);
-        let long_wait = self.watch_long_wait(access, location);
-        let result = self.site.raw().acquire_blocking(access, deadline);
-        drop(long_wait);
+        let result = self
+            .site
+            .raw()
+            .acquire_blocking(access, deadline, || self.watch_long_wait(access, location));
         resource.end_wait(waiting);
         result
     }

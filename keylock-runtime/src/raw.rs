@@ -750,11 +750,13 @@ impl RawRwLock {
     }
 
     /// Blocks the current thread until the lock is held, or until
-    /// `deadline` passes.
-    pub(crate) fn acquire_blocking(
+    /// `deadline` passes. `on_queued` runs (outside the queue mutex) if the
+    /// thread queues, and what it returns is kept until the wait ends.
+    pub(crate) fn acquire_blocking<W>(
         &self,
         access: Access,
         deadline: Option<Instant>,
+        on_queued: impl FnOnce() -> W,
     ) -> Result<Contention, TimedOut> {
         if self.try_acquire(access) {
             return Ok(Contention::Uncontended);
@@ -771,6 +773,7 @@ impl RawRwLock {
         }
         let (ticket, since) = queue.push(access, Wakeup::Thread(sync::current_thread()));
         drop(queue);
+        let _queued = on_queued();
         loop {
             match deadline {
                 None => sync::park(),
@@ -994,7 +997,7 @@ mod tests {
         assert!(lock.try_acquire(Access::Write));
         let deadline = Instant::now() + Duration::from_millis(20);
         assert_eq!(
-            lock.acquire_blocking(Access::Read, Some(deadline)),
+            lock.acquire_blocking(Access::Read, Some(deadline), || ()),
             Err(TimedOut)
         );
         assert_eq!(lock.waiters(), 0);
