@@ -105,3 +105,47 @@ fn timed_wait_in_tokio_runtime_without_time_driver_times_out() {
         });
     }
 }
+
+#[test]
+fn queued_timed_waits_in_tokio_without_time_driver_share_one_timer_thread() {
+    let _serial = serial();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let lock = Registry::new().lock("db");
+        let guard = lock.write().await;
+        let before = threads();
+        let waits: Vec<_> = (0..500)
+            .map(|i| {
+                let wait =
+                    lock.write_timeout(Duration::from_millis(if i % 2 == 0 { 20 } else { 20_000 }));
+                tokio::spawn(async move { wait.await.map(drop) })
+            })
+            .collect();
+        while lock.waiters() < 500 {
+            tokio::task::yield_now().await;
+        }
+        assert!(threads() <= before + 2, "{} threads", threads());
+        // The short half time out and leave the queue; the long half then
+        // gets the lock in turn.
+        let started = Instant::now();
+        while lock.waiters() > 250 && started.elapsed() < Duration::from_secs(10) {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(lock.waiters(), 250);
+        drop(guard);
+        let mut timed_out = 0;
+        for wait in waits {
+            match wait.await.unwrap() {
+                Ok(()) => {}
+                Err(error) => {
+                    assert!(error.is_timeout(), "{error}");
+                    timed_out += 1;
+                }
+            }
+        }
+        assert_eq!(timed_out, 250);
+        assert_eq!(lock.waiters(), 0);
+    });
+}
