@@ -14,7 +14,7 @@ use crate::access::Access;
 use crate::entry::{EntryKey, LockEntry, QueuedWait, ResourceInfo};
 use crate::error::Error;
 use crate::observe::{tracing_out, LockEvent, OperationKind, Role};
-use crate::raw::{Contention, Slot, TimedOut};
+use crate::raw::{Contention, TimedOut, WaitState};
 use crate::runtime_thread;
 use crate::timer;
 
@@ -114,9 +114,12 @@ macro_rules! acquire_methods {
 
         #[doc = concat!("Waits at most `timeout` for ", $mode, " access.")]
         ///
-        /// Inside a Tokio runtime the timer is Tokio's (the runtime needs
-        /// its time driver, which `#[tokio::main]` enables); elsewhere a
-        /// helper thread sleeps for the timeout.
+        /// Works on any executor, and in Tokio runtimes with or without
+        /// their time driver: the timeout is kept by keylock's own timer, one
+        /// thread for the whole process, started by the first timed wait
+        /// that has to queue. A wait that gets the lock at once never
+        /// touches it. The timer follows real time, so Tokio's paused clock
+        /// does not apply to it.
         ///
         /// # Errors
         ///
@@ -256,9 +259,10 @@ impl Lock {
         Acquire {
             lock: Some(self),
             access,
-            slot: Slot::Start,
+            wait: WaitState::Start,
             location,
             waiting: None,
+            long_wait: None,
             _guard: PhantomData,
         }
     }
@@ -314,7 +318,11 @@ impl Lock {
             resource,
             waiting: Some(resource.start_wait(|| self.entry.key_debug(), access, caller.location)),
         };
-        let wait = || self.entry.raw().acquire_blocking(access, deadline);
+        let wait = || {
+            self.entry.raw().acquire_blocking(access, deadline, || {
+                self.watch_long_wait(access, caller.location)
+            })
+        };
         let result = if deadline.is_some() {
             // A bounded wait cannot hang a runtime for good.
             runtime_thread::block_bounded(wait)
@@ -340,6 +348,33 @@ impl Lock {
         };
         tracing_out::would_deadlock(&error);
         Some(error)
+    }
+
+    /// Arms the report of a wait that passes the slow-wait threshold while
+    /// it still waits (a warning naming the waiter, and a count): the
+    /// timer thread makes it unless the returned alarm is dropped first.
+    #[cold]
+    fn watch_long_wait(
+        &self,
+        access: Access,
+        location: &'static Location<'static>,
+    ) -> Option<timer::Alarm> {
+        let threshold = self.entry.resource().settings().slow_wait;
+        let deadline = Instant::now().checked_add(threshold)?;
+        let entry = Arc::clone(&self.entry);
+        let dispatch = tracing_out::current_dispatch();
+        Some(timer::call_at(deadline, move || {
+            let resource = entry.resource();
+            resource.record(LockEvent::LongWait);
+            tracing_out::still_waiting(
+                &dispatch,
+                resource.name(),
+                entry.key_debug(),
+                access,
+                threshold,
+                location,
+            );
+        }))
     }
 
     /// "the blocking write lock on resource "db", key 7, taken at ...".
@@ -662,10 +697,12 @@ impl FromHeld for Held {
 pub struct Acquire<G> {
     lock: Option<Lock>,
     access: Access,
-    slot: Slot,
+    wait: WaitState,
     location: &'static Location<'static>,
     /// Counted as queued (and listed in the live view) while it waits.
     waiting: Option<QueuedWait>,
+    /// Reports the wait if it outlasts the slow-wait threshold.
+    long_wait: Option<timer::Alarm>,
     _guard: PhantomData<fn() -> G>,
 }
 
@@ -674,7 +711,7 @@ impl<G> fmt::Debug for Acquire<G> {
         f.debug_struct("Acquire")
             .field("lock", &self.lock)
             .field("access", &self.access)
-            .field("slot", &self.slot)
+            .field("wait", &self.wait)
             .finish()
     }
 }
@@ -689,11 +726,13 @@ impl<G> Acquire<G> {
                 self.access,
                 self.location,
             ));
+            self.long_wait = lock.watch_long_wait(self.access, self.location);
         }
     }
 
     /// Stops counting this acquisition as queued.
     fn stop_waiting(&mut self) {
+        self.long_wait = None;
         if let (Some(waiting), Some(lock)) = (self.waiting.take(), self.lock.as_ref()) {
             lock.entry.resource().end_wait(waiting);
         }
@@ -712,7 +751,7 @@ impl<G: FromHeld> Future for Acquire<G> {
         match lock
             .entry
             .raw()
-            .poll_acquire(this.access, &mut this.slot, cx)
+            .poll_acquire(this.access, &mut this.wait, cx)
         {
             Poll::Pending => {
                 if this.waiting.is_none() {
@@ -744,7 +783,7 @@ impl<G> Drop for Acquire<G> {
     fn drop(&mut self) {
         self.stop_waiting();
         if let Some(lock) = &self.lock {
-            lock.entry.raw().cancel(self.access, &mut self.slot);
+            lock.entry.raw().cancel(self.access, &mut self.wait);
         }
     }
 }

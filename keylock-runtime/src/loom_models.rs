@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::task::Context;
 use std::time::Duration;
 
-use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::thread;
 
+use crate::raw::model_clock;
 use crate::Registry;
 
 /// Marks a critical section: fails the model if anyone else is inside.
@@ -211,5 +212,56 @@ fn reader_writer_exclusion() {
         }
         reader.join().unwrap();
         assert!(!db.lock().is_locked());
+    });
+}
+
+/// The fairness bound enforced while the head is notified: an async writer
+/// queues, is notified by a release within the bound, and has not run again
+/// when the bound passes; a thread then takes the free lock. Whichever of
+/// the two gets the lock, once the thread's release comes after the bound,
+/// the lock is the head's: the thread cannot take it again at once unless
+/// the head has already had its turn.
+#[test]
+fn release_past_the_bound_hands_over_to_notified_head() {
+    loom::model(|| {
+        model_clock::reset();
+        let db = registry(Duration::from_millis(1)).resource("db");
+        let lock = db.lock();
+        let inside = Arc::new(AtomicUsize::new(0));
+        let head_done = Arc::new(AtomicBool::new(false));
+        let first = lock.write_blocking();
+        let mut head = pin!(lock.write());
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        assert!(head.as_mut().poll(&mut cx).is_pending());
+        // Within the bound: the head is notified, the lock left free.
+        drop(first);
+        model_clock::advance(Duration::from_millis(2));
+        let looping = {
+            let lock = lock.clone();
+            let inside = inside.clone();
+            let head_done = head_done.clone();
+            thread::spawn(move || {
+                drop({
+                    let guard = lock.write_blocking();
+                    alone(&inside);
+                    guard
+                });
+                if let Ok(again) = lock.try_write() {
+                    assert!(
+                        head_done.load(Ordering::SeqCst),
+                        "re-took the lock past the bound before the head ran"
+                    );
+                    drop(again);
+                }
+            })
+        };
+        loom::future::block_on(async {
+            let _guard = head.await;
+            alone(&inside);
+            head_done.store(true, Ordering::SeqCst);
+        });
+        looping.join().unwrap();
+        assert!(!lock.is_locked());
+        assert_eq!(lock.waiters(), 0);
     });
 }

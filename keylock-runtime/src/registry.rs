@@ -390,7 +390,10 @@ impl RegistryBuilder {
     }
 
     /// Emit a `tracing` warning when an acquisition waited at least this
-    /// long (default: 1 s); shorter waits are `debug` events.
+    /// long (default: 1 s); shorter waits are `debug` events. A wait that
+    /// reaches the threshold is also reported while it still waits, once,
+    /// naming the waiter's call site, and counted in
+    /// [`ResourceStats::long_waits`](crate::ResourceStats::long_waits).
     pub fn slow_wait_warning(mut self, threshold: Duration) -> Self {
         self.slow_wait = threshold;
         self

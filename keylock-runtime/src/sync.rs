@@ -10,14 +10,14 @@
 mod imp {
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     pub(crate) use std::sync::{Mutex, MutexGuard};
-    pub(crate) use std::thread::{current as current_thread, park, park_timeout, Thread};
+    pub(crate) use std::thread::{current as current_thread, park, park_timeout, Builder, Thread};
 }
 
 #[cfg(loom)]
 mod imp {
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     pub(crate) use loom::sync::{Mutex, MutexGuard};
-    pub(crate) use loom::thread::{current as current_thread, park, Thread};
+    pub(crate) use loom::thread::{current as current_thread, park, Builder, Thread};
 
     /// loom has no timed park; a model never needs the timeout to fire.
     pub(crate) fn park_timeout(_: std::time::Duration) {

@@ -1,71 +1,208 @@
 //! Timeouts for async acquisitions, on whatever executor runs them.
+//!
+//! One timer serves every timed wait in the process: a single thread,
+//! started the first time a timed wait has to queue, that sleeps until the
+//! earliest deadline of a table of pending deadlines and wakes the tasks
+//! whose deadlines passed. A wait adds its deadline only when it is pending
+//! (an acquisition that succeeds at once never touches the timer), and
+//! removes it, with its waker, as soon as it completes or is dropped: the
+//! table holds exactly the waits that are still pending.
+//!
+//! The same thread reports waits that outlast the registry's slow-wait
+//! threshold while they still wait ([`call_at`]).
+//!
+//! Why not Tokio's timer inside a Tokio runtime: a runtime built without
+//! `enable_time` has no timer, and `tokio::time` then panics; there is no
+//! public way to ask a runtime whether it has one, and the panic would come
+//! only when a wait is contended, so tests pass and production panics. The
+//! cost of keylock's own timer is that Tokio's paused clock
+//! (`start_paused`, `tokio::time::pause`) does not apply to lock timeouts:
+//! they always follow real time.
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::task::{Poll, Waker};
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
+
+use crate::sync::{self, Mutex, Thread};
 
 /// Runs `future` for at most `timeout`; `None` when time ran out (the future
 /// is then dropped, which for an acquisition cancels it cleanly).
-///
-/// Inside a Tokio runtime, Tokio's timer is used (so paused time in tests
-/// works). Elsewhere, one helper thread sleeps until the deadline.
 pub(crate) async fn timeout<F: Future>(timeout: Duration, future: F) -> Option<F::Output> {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return tokio::time::timeout(timeout, future).await.ok();
-    }
     let Some(deadline) = Instant::now().checked_add(timeout) else {
         return Some(future.await);
     };
-    let mut future = std::pin::pin!(future);
-    let alarm = Arc::new(Alarm::default());
-    let mut armed = false;
+    let mut future = pin!(future);
+    let mut alarm = Alarm { deadline, id: None };
     std::future::poll_fn(|cx| {
         if let Poll::Ready(output) = future.as_mut().poll(cx) {
             return Poll::Ready(Some(output));
         }
-        if alarm.check_and_register(cx.waker()) {
+        if Instant::now() >= deadline {
             return Poll::Ready(None);
         }
-        if !armed {
-            armed = true;
-            let alarm = Arc::clone(&alarm);
-            std::thread::spawn(move || {
-                let now = Instant::now();
-                if now < deadline {
-                    std::thread::sleep(deadline - now);
-                }
-                alarm.fire();
-            });
-        }
+        alarm.set(cx);
         Poll::Pending
     })
     .await
 }
 
-#[derive(Default)]
-struct Alarm {
-    state: Mutex<(bool, Option<Waker>)>,
+/// Calls `call` on the timer thread once `deadline` passes, unless the
+/// returned alarm is dropped first. `call` runs outside the timer's lock; a
+/// panic in it is caught, and ends nothing but that call.
+///
+/// Under loom, nothing is armed: the timer thread would outlive a model's
+/// execution, and the reports it makes are not part of what the models
+/// check.
+pub(crate) fn call_at(deadline: Instant, call: impl Fn() + Send + Sync + 'static) -> Alarm {
+    if cfg!(loom) {
+        drop(call);
+        return Alarm { deadline, id: None };
+    }
+    struct Call<F>(F);
+    impl<F: Fn() + Send + Sync + 'static> Wake for Call<F> {
+        fn wake(self: Arc<Self>) {
+            (self.0)();
+        }
+    }
+    let id = Timer::get().insert(deadline, Waker::from(Arc::new(Call(call))));
+    Alarm {
+        deadline,
+        id: Some(id),
+    }
+}
+
+/// A pending entry in the timer; removed (with its waker) when dropped.
+pub(crate) struct Alarm {
+    deadline: Instant,
+    /// Set once the entry is in the timer's table.
+    id: Option<u64>,
 }
 
 impl Alarm {
-    fn check_and_register(&self, waker: &Waker) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.0 {
-            return true;
+    /// Adds the entry, or updates its waker.
+    fn set(&mut self, cx: &mut Context<'_>) {
+        let timer = Timer::get();
+        match self.id {
+            Some(id) => timer.update(self.deadline, id, cx.waker()),
+            None => self.id = Some(timer.insert(self.deadline, cx.waker().clone())),
         }
-        state.1 = Some(waker.clone());
-        false
+    }
+}
+
+impl Drop for Alarm {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            Timer::get().remove(self.deadline, id);
+        }
+    }
+}
+
+/// The process's one timer.
+struct Timer {
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    /// Pending deadlines, earliest first, with the waker to call.
+    entries: BTreeMap<(Instant, u64), Waker>,
+    next_id: u64,
+    /// The timer thread, once started.
+    thread: Option<Thread>,
+    /// The deadline the timer thread sleeps until, if it sleeps until one.
+    sleeping_until: Option<Instant>,
+}
+
+impl Timer {
+    fn get() -> &'static Timer {
+        static TIMER: OnceLock<Timer> = OnceLock::new();
+        TIMER.get_or_init(|| Timer {
+            table: Mutex::new(Table::default()),
+        })
     }
 
-    fn fire(&self) {
-        let waker = {
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            state.0 = true;
-            state.1.take()
+    fn insert(&'static self, deadline: Instant, waker: Waker) -> u64 {
+        let mut table = sync::lock(&self.table);
+        let id = table.next_id;
+        table.next_id += 1;
+        table.entries.insert((deadline, id), waker);
+        // Wake the thread only when it would sleep past this deadline.
+        let wake = if table.thread.is_none() {
+            table.thread = Some(self.start());
+            None
+        } else if table.sleeping_until.is_some_and(|until| until <= deadline) {
+            None
+        } else {
+            table.thread.clone()
         };
-        if let Some(waker) = waker {
-            waker.wake();
+        drop(table);
+        if let Some(thread) = wake {
+            thread.unpark();
+        }
+        id
+    }
+
+    fn update(&self, deadline: Instant, id: u64, waker: &Waker) {
+        let mut table = sync::lock(&self.table);
+        if let Some(stored) = table.entries.get_mut(&(deadline, id)) {
+            if !stored.will_wake(waker) {
+                *stored = waker.clone();
+            }
+        }
+    }
+
+    fn remove(&self, deadline: Instant, id: u64) {
+        let waker = sync::lock(&self.table).entries.remove(&(deadline, id));
+        // Dropped outside the table's lock: dropping a waker runs executor
+        // code.
+        drop(waker);
+    }
+
+    /// How many waits the timer holds; for tests.
+    #[cfg(test)]
+    fn pending(&self) -> usize {
+        sync::lock(&self.table).entries.len()
+    }
+
+    fn start(&'static self) -> Thread {
+        let spawned = sync::Builder::new()
+            .name("keylock-timer".into())
+            .spawn(move || self.run());
+        match spawned {
+            Ok(handle) => handle.thread().clone(),
+            Err(error) => panic!("keylock could not start its timer thread: {error}"),
+        }
+    }
+
+    /// The timer thread: wakes the waits whose deadlines passed, then
+    /// sleeps until the next deadline, or until a new earlier one arrives.
+    fn run(&self) {
+        let mut due = Vec::new();
+        loop {
+            let now = Instant::now();
+            let mut table = sync::lock(&self.table);
+            while let Some(entry) = table.entries.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                due.push(entry.remove());
+            }
+            let next = table.entries.keys().next().map(|(deadline, _)| *deadline);
+            table.sleeping_until = next;
+            drop(table);
+            for waker in due.drain(..) {
+                // A waker is executor code, or a report that runs a
+                // subscriber: neither may stop the timer.
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| waker.wake()));
+            }
+            match next {
+                Some(deadline) => sync::park_timeout(deadline.saturating_duration_since(now)),
+                None => sync::park(),
+            }
         }
     }
 }
@@ -89,5 +226,46 @@ mod tests {
     fn completes_without_tokio() {
         let out = futures::executor::block_on(timeout(Duration::from_secs(5), async { 7 }));
         assert_eq!(out, Some(7));
+    }
+
+    #[test]
+    fn fires_in_deadline_order_whatever_the_order_of_arrival() {
+        let started = Instant::now();
+        let mut pool = futures::executor::LocalPool::new();
+        let order = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        for millis in [60u64, 20, 40] {
+            let order = order.clone();
+            futures::task::LocalSpawnExt::spawn_local(&pool.spawner(), async move {
+                let out =
+                    timeout(Duration::from_millis(millis), std::future::pending::<()>()).await;
+                assert_eq!(out, None);
+                assert!(started.elapsed() >= Duration::from_millis(millis));
+                order.borrow_mut().push(millis);
+            })
+            .unwrap();
+        }
+        pool.run();
+        assert_eq!(*order.borrow(), [20, 40, 60]);
+    }
+
+    #[test]
+    fn dropped_waits_leave_the_timer_at_once() {
+        let mut futures: Vec<_> = (0..100)
+            .map(|_| {
+                Box::pin(timeout(
+                    Duration::from_secs(3600),
+                    std::future::pending::<()>(),
+                ))
+            })
+            .collect();
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        for future in &mut futures {
+            assert!(future.as_mut().poll(&mut cx).is_pending());
+        }
+        // Other tests share the timer: count only what this one added.
+        let with = Timer::get().pending();
+        assert!(with >= 100);
+        drop(futures);
+        assert!(Timer::get().pending() <= with - 100);
     }
 }

@@ -32,6 +32,8 @@ pub(crate) enum LockEvent {
     FailedWhileHeld,
     /// A guard was held this long (recorded only when hold times are on).
     Held(Duration),
+    /// A queued acquisition passed the slow-wait threshold and still waits.
+    LongWait,
 }
 
 /// One stripe of counters, on a cache line of its own.
@@ -45,6 +47,7 @@ struct CounterStripe {
     busy: AtomicU64,
     panics: AtomicU64,
     errors: AtomicU64,
+    long_waits: AtomicU64,
 }
 
 impl CounterStripe {
@@ -103,6 +106,7 @@ impl Counters {
             LockEvent::Busy => &stripe.busy,
             LockEvent::PanickedWhileHeld => &stripe.panics,
             LockEvent::FailedWhileHeld => &stripe.errors,
+            LockEvent::LongWait => &stripe.long_waits,
             LockEvent::Held(_) => return,
         };
         slot.increment(counter);
@@ -125,6 +129,7 @@ impl Counters {
             busy: self.sum(|s| &s.busy),
             panics_while_held: self.sum(|s| &s.panics),
             errors_while_held: self.sum(|s| &s.errors),
+            long_waits: self.sum(|s| &s.long_waits),
             wait: self.wait.snapshot(),
             hold: self.hold.snapshot(),
             holders: occupancy.holders,

@@ -28,6 +28,9 @@ pub(crate) fn event(resource: &Arc<str>, event: LockEvent) {
         LockEvent::TimedOut => {
             metrics::counter!("keylock_timeouts_total", "resource" => name()).increment(1);
         }
+        LockEvent::LongWait => {
+            metrics::counter!("keylock_long_waits_total", "resource" => name()).increment(1);
+        }
         LockEvent::Busy => {
             metrics::counter!("keylock_busy_total", "resource" => name()).increment(1);
         }

@@ -53,7 +53,7 @@ fn acquisitions(out: &mut String, resources: &[ResourceStats]) {
 
 /// The counters and gauges with one sample per resource.
 fn per_resource(out: &mut String, resources: &[ResourceStats]) {
-    let per_resource: [Metric; 10] = [
+    let per_resource: [Metric; 11] = [
         (
             "keylock_errors_while_held_total",
             "counter",
@@ -77,6 +77,12 @@ fn per_resource(out: &mut String, resources: &[ResourceStats]) {
             "counter",
             "Acquisitions that timed out.",
             |r| r.timeouts,
+        ),
+        (
+            "keylock_long_waits_total",
+            "counter",
+            "Acquisitions still queued past the slow-wait threshold.",
+            |r| r.long_waits,
         ),
         (
             "keylock_busy_total",

@@ -29,6 +29,10 @@ pub struct ResourceStats {
     /// (counted for functions whose return type is `Result` or a type
     /// named `...Result`, and for `#[async_trait]` methods).
     pub errors_while_held: u64,
+    /// Acquisitions that were still queued when they passed the slow-wait
+    /// threshold ([`slow_wait_warning`](crate::RegistryBuilder::slow_wait_warning)),
+    /// counted at that moment, whether they got the lock later or not.
+    pub long_waits: u64,
     /// How long contended acquisitions waited.
     pub wait: Distribution,
     /// How long guards were held; empty unless the registry was built with

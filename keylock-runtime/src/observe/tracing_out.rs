@@ -46,6 +46,41 @@ pub(crate) fn would_deadlock(error: &Error) {
 #[cfg(not(feature = "tracing"))]
 pub(crate) fn would_deadlock(_: &Error) {}
 
+/// The `tracing` dispatcher in effect where a wait starts, so that a report
+/// made later on another thread goes to the same subscriber.
+#[cfg(feature = "tracing")]
+pub(crate) struct Dispatch(tracing::Dispatch);
+
+/// The dispatcher in effect on this thread.
+#[cfg(feature = "tracing")]
+pub(crate) fn current_dispatch() -> Dispatch {
+    Dispatch(tracing::dispatcher::get_default(Clone::clone))
+}
+
+/// An acquisition has waited `waited`, the slow-wait threshold, and still
+/// waits.
+#[cfg(feature = "tracing")]
+pub(crate) fn still_waiting(
+    dispatch: &Dispatch,
+    resource: &str,
+    key: Option<String>,
+    access: Access,
+    waited: Duration,
+    waiter: &std::panic::Location<'static>,
+) {
+    tracing::dispatcher::with_default(&dispatch.0, || {
+        tracing::warn!(
+            target: "keylock",
+            resource,
+            key,
+            access = access.as_str(),
+            waited_ms = waited.as_secs_f64() * 1e3,
+            waiter = %waiter,
+            "still waiting for a lock"
+        );
+    });
+}
+
 /// A waiting acquisition gave up.
 #[cfg(feature = "tracing")]
 pub(crate) fn timed_out(error: &Error) {
@@ -86,6 +121,25 @@ pub(crate) fn contended(
     _: Access,
     _: Duration,
     _: Duration,
+) {
+}
+
+#[cfg(not(feature = "tracing"))]
+pub(crate) struct Dispatch;
+
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn current_dispatch() -> Dispatch {
+    Dispatch
+}
+
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn still_waiting(
+    _: &Dispatch,
+    _: &str,
+    _: Option<String>,
+    _: Access,
+    _: Duration,
+    _: &std::panic::Location<'static>,
 ) {
 }
 
