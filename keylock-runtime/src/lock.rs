@@ -262,7 +262,6 @@ impl Lock {
             wait: WaitState::Start,
             location,
             waiting: None,
-            long_wait: None,
             _guard: PhantomData,
         }
     }
@@ -679,6 +678,13 @@ impl FromHeld for Held {
     }
 }
 
+/// What an acquisition that queued keeps until it ends: its count as a
+/// waiter, and the report due if it waits past the slow-wait threshold.
+struct Queued {
+    counted: QueuedWait,
+    long_wait: Option<timer::Alarm>,
+}
+
 /// A future that resolves to a guard once the lock is held.
 ///
 /// Created by [`Lock::read`], [`Lock::write`] and their counterparts on
@@ -700,9 +706,7 @@ pub struct Acquire<G> {
     wait: WaitState,
     location: &'static Location<'static>,
     /// Counted as queued (and listed in the live view) while it waits.
-    waiting: Option<QueuedWait>,
-    /// Reports the wait if it outlasts the slow-wait threshold.
-    long_wait: Option<timer::Alarm>,
+    waiting: Option<Queued>,
     _guard: PhantomData<fn() -> G>,
 }
 
@@ -721,20 +725,30 @@ impl<G> Acquire<G> {
     #[cold]
     fn start_waiting(&mut self) {
         if let Some(lock) = self.lock.as_ref() {
-            self.waiting = Some(lock.entry.resource().start_wait(
-                || lock.entry.key_debug(),
-                self.access,
-                self.location,
-            ));
-            self.long_wait = lock.watch_long_wait(self.access, self.location);
+            self.waiting = Some(Queued {
+                counted: lock.entry.resource().start_wait(
+                    || lock.entry.key_debug(),
+                    self.access,
+                    self.location,
+                ),
+                long_wait: lock.watch_long_wait(self.access, self.location),
+            });
         }
     }
 
     /// Stops counting this acquisition as queued.
+    #[inline]
     fn stop_waiting(&mut self) {
-        self.long_wait = None;
-        if let (Some(waiting), Some(lock)) = (self.waiting.take(), self.lock.as_ref()) {
-            lock.entry.resource().end_wait(waiting);
+        if let Some(queued) = self.waiting.take() {
+            self.stop_queued(queued);
+        }
+    }
+
+    #[cold]
+    fn stop_queued(&self, queued: Queued) {
+        drop(queued.long_wait);
+        if let Some(lock) = self.lock.as_ref() {
+            lock.entry.resource().end_wait(queued.counted);
         }
     }
 }
