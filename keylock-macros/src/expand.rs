@@ -529,7 +529,14 @@ fn lock_acquire(step: &LockStep, mode: Mode) -> TokenStream {
         ),
         Wait::Skip { span } => (quote!(#private::Skip), Some(*span)),
     };
-    let acquisition = quote_spanned!(site=> #private::acquire::<#guard, _>(__keylock_lock, #wait));
+    // A guard handed to the body (`guard = name`) may leave the function,
+    // so its thread is not recorded as the holder.
+    let entry = if step.guard.is_some() {
+        quote!(acquire_handed_out)
+    } else {
+        quote!(acquire)
+    };
+    let acquisition = quote_spanned!(site=> #private::#entry::<#guard, _>(__keylock_lock, #wait));
     let acquired = match mode {
         Mode::Async => quote!(#acquisition.wait().await),
         Mode::Blocking => quote!(#acquisition.block()),

@@ -318,22 +318,23 @@ pub trait Guard: Sized + Send + 'static {
         at: &'static Location<'static>,
     ) -> impl Future<Output = Result<Self, Error>> + Send + 'static;
 
-    /// Blocks until the lock is held.
-    fn block(lock: Self::Handle, at: &'static Location<'static>) -> Self;
+    /// Blocks until the lock is held; `record`s the thread as the holder
+    /// when the guard stays in the sync function that takes it.
+    fn block(lock: Self::Handle, at: &'static Location<'static>, record: bool) -> Self;
 
-    /// Blocks at most `timeout` for the lock.
+    /// Blocks at most `timeout` for the lock; `record` as for `block`.
     fn block_timeout(
         lock: Self::Handle,
         timeout: Duration,
         at: &'static Location<'static>,
+        record: bool,
     ) -> Result<Self, Error>;
 
-    /// Takes the lock if it is free; `blocking` for a sync function, whose
-    /// thread is then recorded as the holder.
+    /// Takes the lock if it is free; `record` as for `block`.
     fn try_take(
         lock: Self::Handle,
         at: &'static Location<'static>,
-        blocking: bool,
+        record: bool,
     ) -> Result<Self, Error>;
 }
 
@@ -361,8 +362,8 @@ macro_rules! guard_impl {
             }
 
             #[inline]
-            fn block(lock: Self::Handle, at: &'static Location<'static>) -> Self {
-                $guard::$from(lock.acquire_blocking($access, Caller::sync_annotated(at)))
+            fn block(lock: Self::Handle, at: &'static Location<'static>, record: bool) -> Self {
+                $guard::$from(lock.acquire_blocking($access, Caller::sync_annotated(at, record)))
             }
 
             #[inline]
@@ -370,8 +371,9 @@ macro_rules! guard_impl {
                 lock: Self::Handle,
                 timeout: Duration,
                 at: &'static Location<'static>,
+                record: bool,
             ) -> Result<Self, Error> {
-                lock.acquire_blocking_timeout($access, timeout, Caller::sync_annotated(at))
+                lock.acquire_blocking_timeout($access, timeout, Caller::sync_annotated(at, record))
                     .map($guard::$from)
             }
 
@@ -379,14 +381,10 @@ macro_rules! guard_impl {
             fn try_take(
                 lock: Self::Handle,
                 at: &'static Location<'static>,
-                blocking: bool,
+                record: bool,
             ) -> Result<Self, Error> {
-                let caller = if blocking {
-                    Caller::sync_annotated(at)
-                } else {
-                    Caller::api(at)
-                };
-                lock.try_acquire($access, caller).map($guard::$from)
+                lock.try_acquire($access, Caller::sync_annotated(at, record))
+                    .map($guard::$from)
             }
         }
     };
@@ -425,7 +423,14 @@ pub trait Wait: Copy {
     ) -> impl Future<Output = Self::Output<G>> + Send + 'static;
 
     /// Acquires in a blocking body.
-    fn block<G: Guard>(self, lock: G::Handle, at: &'static Location<'static>) -> Self::Output<G>;
+    /// `record`s the thread as the holder when the guard stays in the
+    /// function.
+    fn block<G: Guard>(
+        self,
+        lock: G::Handle,
+        at: &'static Location<'static>,
+        record: bool,
+    ) -> Self::Output<G>;
 }
 
 impl Wait for Block {
@@ -441,8 +446,8 @@ impl Wait for Block {
     }
 
     #[inline]
-    fn block<G: Guard>(self, lock: G::Handle, at: &'static Location<'static>) -> G {
-        G::block(lock, at)
+    fn block<G: Guard>(self, lock: G::Handle, at: &'static Location<'static>, record: bool) -> G {
+        G::block(lock, at, record)
     }
 }
 
@@ -459,8 +464,13 @@ impl Wait for Timeout {
     }
 
     #[inline]
-    fn block<G: Guard>(self, lock: G::Handle, at: &'static Location<'static>) -> Result<G, Error> {
-        G::block_timeout(lock, self.0, at)
+    fn block<G: Guard>(
+        self,
+        lock: G::Handle,
+        at: &'static Location<'static>,
+        record: bool,
+    ) -> Result<G, Error> {
+        G::block_timeout(lock, self.0, at, record)
     }
 }
 
@@ -477,8 +487,13 @@ impl Wait for Skip {
     }
 
     #[inline]
-    fn block<G: Guard>(self, lock: G::Handle, at: &'static Location<'static>) -> Result<G, Error> {
-        G::try_take(lock, at, true)
+    fn block<G: Guard>(
+        self,
+        lock: G::Handle,
+        at: &'static Location<'static>,
+        record: bool,
+    ) -> Result<G, Error> {
+        G::try_take(lock, at, record)
     }
 }
 
@@ -493,7 +508,20 @@ pub fn acquire<G: Guard, W: Wait>(lock: G::Handle, wait: W) -> Acquisition<G, W>
         lock,
         wait,
         at: Location::caller(),
+        kept: true,
         _guard: PhantomData,
+    }
+}
+
+/// [`acquire`] for a function that hands its guard to the body
+/// (`guard = name`): the guard may then leave the function and its thread,
+/// so the thread is not recorded as the holder.
+#[track_caller]
+#[inline]
+pub fn acquire_handed_out<G: Guard, W: Wait>(lock: G::Handle, wait: W) -> Acquisition<G, W> {
+    Acquisition {
+        kept: false,
+        ..acquire(lock, wait)
     }
 }
 
@@ -503,6 +531,8 @@ pub struct Acquisition<G: Guard, W> {
     lock: G::Handle,
     wait: W,
     at: &'static Location<'static>,
+    /// Whether the guard stays in the annotated function.
+    kept: bool,
     _guard: PhantomData<fn() -> G>,
 }
 
@@ -516,7 +546,7 @@ impl<G: Guard, W: Wait> Acquisition<G, W> {
     /// Acquires in a blocking body.
     #[inline]
     pub fn block(self) -> W::Output<G> {
-        self.wait.block::<G>(self.lock, self.at)
+        self.wait.block::<G>(self.lock, self.at, self.kept)
     }
 }
 

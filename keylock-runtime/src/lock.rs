@@ -39,12 +39,13 @@ impl Caller {
         }
     }
 
-    /// A sync annotated function's acquisition.
+    /// A sync annotated function's acquisition; `kept` when its guard
+    /// stays in the function (not handed to the body with `guard = ..`).
     #[inline]
-    pub(crate) fn sync_annotated(location: &'static Location<'static>) -> Caller {
+    pub(crate) fn sync_annotated(location: &'static Location<'static>, kept: bool) -> Caller {
         Caller {
             location,
-            records_holder: true,
+            records_holder: kept,
         }
     }
 }

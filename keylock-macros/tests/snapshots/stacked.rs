@@ -24,7 +24,7 @@ fn both() -> bool {
             let __keylock_registry: &::keylock::Registry = ::keylock::Registry::global();
             __KEYLOCK_SITE.lock(__keylock_registry, || "b")
         };
-        ::keylock::__private::acquire::<
+        ::keylock::__private::acquire_handed_out::<
             ::keylock::WriteGuard,
             _,
         >(__keylock_lock, ::keylock::__private::Block)
