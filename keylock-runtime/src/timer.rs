@@ -36,7 +36,11 @@ pub(crate) async fn timeout<F: Future>(timeout: Duration, future: F) -> Option<F
         return Some(future.await);
     };
     let mut future = pin!(future);
-    let mut alarm = Alarm { deadline, id: None };
+    let mut alarm = Alarm {
+        deadline,
+        id: None,
+        cancelled: None,
+    };
     std::future::poll_fn(|cx| {
         if let Poll::Ready(output) = future.as_mut().poll(cx) {
             return Poll::Ready(Some(output));
@@ -50,9 +54,11 @@ pub(crate) async fn timeout<F: Future>(timeout: Duration, future: F) -> Option<F
     .await
 }
 
-/// Calls `call` on the timer thread once `deadline` passes, unless the
-/// returned alarm is dropped first. `call` runs outside the timer's lock; a
-/// panic in it is caught, and ends nothing but that call.
+/// Calls `call` once `deadline` passes, unless the returned alarm is
+/// dropped first. `call` runs on a report thread of its own, never on the
+/// timer thread, so the user code it may reach (a key's `Debug`, a
+/// subscriber) cannot delay a timeout; a panic in it is caught, and ends
+/// nothing but that call.
 ///
 /// Under loom, nothing is armed: the timer thread would outlive a model's
 /// execution, and the reports it makes are not part of what the models
@@ -60,18 +66,83 @@ pub(crate) async fn timeout<F: Future>(timeout: Duration, future: F) -> Option<F
 pub(crate) fn call_at(deadline: Instant, call: impl Fn() + Send + Sync + 'static) -> Alarm {
     if cfg!(loom) {
         drop(call);
-        return Alarm { deadline, id: None };
+        return Alarm {
+            deadline,
+            id: None,
+            cancelled: None,
+        };
     }
-    struct Call<F>(F);
+    /// The call, handed to the report thread when due; skipped there if
+    /// its alarm was dropped meanwhile.
+    struct Call<F> {
+        call: F,
+        cancelled: Arc<std::sync::atomic::AtomicBool>,
+    }
     impl<F: Fn() + Send + Sync + 'static> Wake for Call<F> {
         fn wake(self: Arc<Self>) {
-            (self.0)();
+            reports::run(move || {
+                if !self.cancelled.load(std::sync::atomic::Ordering::Acquire) {
+                    (self.call)();
+                }
+            });
         }
     }
-    let id = Timer::get().insert(deadline, Waker::from(Arc::new(Call(call))));
+    let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let call = Call {
+        call,
+        cancelled: Arc::clone(&cancelled),
+    };
+    let id = Timer::get().insert(deadline, Waker::from(Arc::new(call)));
     Alarm {
         deadline,
         id: Some(id),
+        cancelled: Some(cancelled),
+    }
+}
+
+/// The thread that runs due alarm calls, so that the user code they reach
+/// (a key's `Debug`, a `tracing` subscriber) never delays a timeout.
+/// Process-wide statics, so std types (loom cannot model statics).
+mod reports {
+    use std::sync::mpsc::{self, Sender};
+    use std::sync::{Mutex, OnceLock};
+
+    type Job = Box<dyn FnOnce() + Send>;
+
+    /// Runs `job` on the report thread, started on first use; if it cannot
+    /// be started, the job is dropped unrun (a report, never a wake-up).
+    pub(super) fn run(job: impl FnOnce() + Send + 'static) {
+        static QUEUE: OnceLock<Option<Mutex<Sender<Job>>>> = OnceLock::new();
+        let queue = QUEUE.get_or_init(|| {
+            let (send, receive) = mpsc::channel::<Job>();
+            std::thread::Builder::new()
+                .name("keylock-reports".into())
+                .spawn(move || {
+                    for job in receive {
+                        super::run_caught(job);
+                    }
+                })
+                .ok()
+                .map(|_| Mutex::new(send))
+        });
+        if let Some(queue) = queue {
+            let send = match queue.lock() {
+                Ok(send) => send,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let _ = send.send(Box::new(job));
+        }
+    }
+}
+
+/// Runs `call`, so that a panic in it, or in dropping its payload, ends
+/// nothing but that call.
+fn run_caught(call: impl FnOnce()) {
+    if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(call)) {
+        if let Err(again) = std::panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            // A payload whose drop panics too is leaked, not dropped.
+            std::mem::forget(again);
+        }
     }
 }
 
@@ -80,6 +151,8 @@ pub(crate) struct Alarm {
     deadline: Instant,
     /// Set once the entry is in the timer's table.
     id: Option<u64>,
+    /// For a call: tells the report thread not to make it.
+    cancelled: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Alarm {
@@ -95,6 +168,9 @@ impl Alarm {
 
 impl Drop for Alarm {
     fn drop(&mut self) {
+        if let Some(cancelled) = &self.cancelled {
+            cancelled.store(true, std::sync::atomic::Ordering::Release);
+        }
         if let Some(id) = self.id {
             Timer::get().remove(self.deadline, id);
         }
@@ -195,12 +271,15 @@ impl Timer {
             table.sleeping_until = next;
             drop(table);
             for waker in due.drain(..) {
-                // A waker is executor code, or a report that runs a
-                // subscriber: neither may stop the timer.
-                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| waker.wake()));
+                // A waker is executor code (reports go on to their own
+                // thread): it may not stop the timer.
+                run_caught(|| waker.wake());
             }
             match next {
-                Some(deadline) => sync::park_timeout(deadline.saturating_duration_since(now)),
+                // From now, not from before the wakers ran.
+                Some(deadline) => {
+                    sync::park_timeout(deadline.saturating_duration_since(Instant::now()))
+                }
                 None => sync::park(),
             }
         }
