@@ -106,12 +106,12 @@ pub(crate) fn function(steps: &[Step], shape: Shape, mut item: ItemFn) -> TokenS
             wrap_block(steps, Mode::Async, None, block);
         }
         Shape::Blocking => {
-            // `()` and `!` are no futures (and `!` cannot be named).
-            let probe = declared
-                .as_ref()
-                .filter(|ty| !matches!(ty, syn::Type::Never(_) | syn::Type::Tuple(_)))
-                .map(|ty| sync_return_probe(steps, ty));
-            wrap_block(steps, Mode::Blocking, declared, &mut item.block);
+            let mut parts = Vec::new();
+            if let Some(ty) = &declared {
+                probed_types(ty, &mut parts);
+            }
+            let probe = (!parts.is_empty()).then(|| sync_return_probe(steps, &parts));
+            wrap_block(steps, Mode::Blocking, declared.clone(), &mut item.block);
             if let Some(probe) = probe {
                 item.block.stmts.insert(0, parse_quote!(#probe));
             }
@@ -125,6 +125,43 @@ pub(crate) fn function(steps: &[Step], shape: Shape, mut item: ItemFn) -> TokenS
     quote!(#item)
 }
 
+/// The types a sync function's return type is made of that could be a
+/// future keylock cannot see: the type itself, and the type arguments,
+/// tuple elements and array elements in it (`Result<Job, E>`,
+/// `(Job, u32)`), except `()` and `!` (no futures, and `!` cannot be
+/// named), references (a borrowed future is not run by being returned),
+/// and trait objects and `impl` types, which cannot be named here (`validate`
+/// refuses those that name a future).
+fn probed_types<'a>(ty: &'a syn::Type, parts: &mut Vec<&'a syn::Type>) {
+    match ty {
+        syn::Type::Never(_)
+        | syn::Type::Reference(_)
+        | syn::Type::TraitObject(_)
+        | syn::Type::ImplTrait(_) => {}
+        syn::Type::Tuple(tuple) => {
+            for elem in &tuple.elems {
+                probed_types(elem, parts);
+            }
+        }
+        syn::Type::Array(array) => probed_types(&array.elem, parts),
+        syn::Type::Slice(slice) => probed_types(&slice.elem, parts),
+        syn::Type::Paren(inner) => probed_types(&inner.elem, parts),
+        syn::Type::Path(path) => {
+            parts.push(ty);
+            for segment in &path.path.segments {
+                if let syn::PathArguments::AngleBracketed(args) = &segment.arguments {
+                    for arg in &args.args {
+                        if let syn::GenericArgument::Type(inner) = arg {
+                            probed_types(inner, parts);
+                        }
+                    }
+                }
+            }
+        }
+        _ => parts.push(ty),
+    }
+}
+
 /// A compile-time check that a sync function's return type is not a future
 /// the signature does not show (a type alias, a generic): such a future
 /// would run after the lock was released.
@@ -133,14 +170,19 @@ pub(crate) fn function(steps: &[Step], shape: Shape, mut item: ItemFn) -> TokenS
 // Output: `{ use ..::{ProbeFuture as _, ProbeValue as _};
 //            ..::sync_return((&&..::ReturnProbe::<Job>::new()).kind()); }`
 //         which fails to compile, naming the fix, when `Job: Future`.
-fn sync_return_probe(steps: &[Step], ty: &syn::Type) -> TokenStream {
+fn sync_return_probe(steps: &[Step], parts: &[&syn::Type]) -> TokenStream {
     let private = private(steps[0].site());
-    let span = syn::spanned::Spanned::span(ty);
-    quote_spanned! {span=>
+    let checks = parts.iter().map(|ty| {
+        let span = syn::spanned::Spanned::span(ty);
+        quote_spanned! {span=>
+            #private::sync_return((&&#private::ReturnProbe::<#ty>::new()).kind());
+        }
+    });
+    quote! {
         {
             #[allow(unused_imports)]
             use #private::{ProbeFuture as _, ProbeValue as _};
-            #private::sync_return((&&#private::ReturnProbe::<#ty>::new()).kind());
+            #(#checks)*
         }
     }
 }

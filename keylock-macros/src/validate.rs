@@ -229,7 +229,7 @@ pub(crate) fn function(kind: Kind, item: &ItemFn, steps: &[Step]) -> syn::Result
             return Err(syn::Error::new_spanned(
                 ty,
                 format!(
-                    "`#[{attr}]` cannot hold its lock for the whole of this future; write `async fn` instead"
+                    "`#[{attr}]` cannot hold its lock for the whole of a future or stream returned this way; write `async fn`, or return the future itself as `impl Future<Output = T>`, `Pin<Box<dyn Future<Output = T> + Send>>` or `BoxFuture<'_, T>`"
                 ),
             ));
         }
@@ -254,7 +254,7 @@ pub(crate) fn function(kind: Kind, item: &ItemFn, steps: &[Step]) -> syn::Result
         return Err(syn::Error::new(
             span,
             format!(
-                "`#[{attr}]` on a function returning a future holds its lock from the future's first poll until it completes, and would not cover code that runs while the future is built: move this into the async block, so the body only builds the future (`async move {{ .. }}`, `Box::pin(async move {{ .. }})`, or a call that returns it), or write `async fn`"
+                "`#[{attr}]` on a function returning a future holds its lock from the future's first poll until it completes, and would not cover code that runs while the future is built: move this into the async block, so the body only captures values (names, fields, references, clones) and builds the future (`async move {{ .. }}`, `Box::pin(async move {{ .. }})`, or a call that returns it), or write `async fn`"
             ),
         ));
     }
@@ -362,27 +362,50 @@ fn generic_types(segment: &syn::PathSegment) -> Vec<&syn::Type> {
     }
 }
 
-/// Whether a type names `Future` anywhere (a shape we do not recognise).
+/// Whether a type names a future or a stream anywhere (a shape whose
+/// future the lock could not cover): `Future`, `BoxFuture`, `Stream`, an
+/// async closure trait, as a whole name, not a part of one (`FutureEvent`).
 fn mentions_future(ty: &syn::Type) -> bool {
-    quote::ToTokens::to_token_stream(ty)
-        .to_string()
-        .contains("Future")
+    const NAMES: &[&str] = &[
+        "Future",
+        "BoxFuture",
+        "LocalBoxFuture",
+        "IntoFuture",
+        "Stream",
+        "BoxStream",
+        "LocalBoxStream",
+        "TryStream",
+        "AsyncFn",
+        "AsyncFnMut",
+        "AsyncFnOnce",
+    ];
+    fn walk(tokens: proc_macro2::TokenStream) -> bool {
+        tokens.into_iter().any(|token| match token {
+            proc_macro2::TokenTree::Ident(ident) => NAMES.contains(&ident.to_string().as_str()),
+            proc_macro2::TokenTree::Group(group) => walk(group.stream()),
+            _ => false,
+        })
+    }
+    walk(quote::ToTokens::to_token_stream(ty))
 }
 
-/// Where a future-returning body does more than build its future: the
-/// first statement that is not `let name = async { .. };`, or a tail that
-/// is not an async block, a call (`Box::pin(..)`, a function returning the
-/// future) or a name; `None` when the body only builds the future.
+/// Where a future-returning body does more than capture values and build
+/// its future: the first statement that is not `let name = <capture>;`,
+/// or a tail that is not an async block or a call whose arguments are
+/// captures (`Box::pin(async move { .. })`, a function returning the
+/// future); `None` when the body only builds the future. A capture is a
+/// name, a literal, a field, a reference, a clone or conversion of one, or
+/// an async block: nothing that does the function's work before the lock.
 fn not_one_future_expression(block: &syn::Block) -> Option<Span> {
     let Some((syn::Stmt::Expr(tail, None), before)) = block.stmts.split_last() else {
         return Some(block.stmts.last().map_or(block.span(), |stmt| stmt.span()));
     };
     for stmt in before {
-        let builds_a_future = matches!(stmt, syn::Stmt::Local(syn::Local {
+        let captures = matches!(stmt, syn::Stmt::Local(syn::Local {
             init: Some(syn::LocalInit { expr, diverge: None, .. }),
             ..
-        }) if matches!(**expr, Expr::Async(_)));
-        if !builds_a_future {
+        }) if is_capture(expr));
+        if !captures {
             return Some(stmt.span());
         }
     }
@@ -390,9 +413,44 @@ fn not_one_future_expression(block: &syn::Block) -> Option<Span> {
         Expr::Paren(inner) => &*inner.expr,
         tail => tail,
     };
-    match tail {
-        Expr::Async(_) | Expr::Call(_) | Expr::MethodCall(_) | Expr::Path(_) => None,
-        other => Some(other.span()),
+    let builds = match tail {
+        Expr::Async(_) | Expr::Path(_) => true,
+        Expr::Call(call) => is_capture(&call.func) && call.args.iter().all(is_capture),
+        Expr::MethodCall(call) => is_capture(&call.receiver) && call.args.iter().all(is_capture),
+        _ => false,
+    };
+    (!builds).then(|| tail.span())
+}
+
+/// Whether `expr` only captures a value (see [`not_one_future_expression`]).
+fn is_capture(expr: &Expr) -> bool {
+    const CONVERSIONS: &[&str] = &[
+        "clone",
+        "to_owned",
+        "to_string",
+        "into",
+        "as_ref",
+        "as_str",
+        "cloned",
+        "copied",
+    ];
+    match expr {
+        Expr::Path(_) | Expr::Lit(_) | Expr::Async(_) => true,
+        Expr::Field(field) => is_capture(&field.base),
+        Expr::Reference(reference) => is_capture(&reference.expr),
+        Expr::Paren(inner) => is_capture(&inner.expr),
+        Expr::MethodCall(call) => {
+            CONVERSIONS.contains(&call.method.to_string().as_str())
+                && is_capture(&call.receiver)
+                && call.args.is_empty()
+        }
+        // `Arc::clone(&x)`, `String::from(x)`.
+        Expr::Call(call) => {
+            matches!(&*call.func, Expr::Path(path) if path.path.segments.last().is_some_and(
+                |last| matches!(last.ident.to_string().as_str(), "clone" | "from" | "new")
+            )) && call.args.iter().all(is_capture)
+        }
+        _ => false,
     }
 }
 

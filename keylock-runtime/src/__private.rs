@@ -857,16 +857,16 @@ pub trait IsKey {}
 /// future: `(&&ReturnProbe::<R>::new()).kind()` is [`ReturnsFuture`] when
 /// `R: Future`, else [`ReturnsValue`], the same auto-deref dispatch as
 /// [`KeyProbe`].
-pub struct ReturnProbe<R>(PhantomData<fn() -> R>);
+pub struct ReturnProbe<R: ?Sized>(PhantomData<fn(&R)>);
 
-impl<R> ReturnProbe<R> {
+impl<R: ?Sized> ReturnProbe<R> {
     /// A probe for the return type `R`.
     pub const fn new() -> Self {
         ReturnProbe(PhantomData)
     }
 }
 
-impl<R> Default for ReturnProbe<R> {
+impl<R: ?Sized> Default for ReturnProbe<R> {
     fn default() -> Self {
         ReturnProbe::new()
     }
@@ -886,7 +886,7 @@ pub trait ProbeFuture {
     }
 }
 
-impl<R: Future> ProbeFuture for &ReturnProbe<R> {}
+impl<R: Future + ?Sized> ProbeFuture for &ReturnProbe<R> {}
 
 /// Picked for every other return type.
 pub trait ProbeValue {
@@ -896,7 +896,7 @@ pub trait ProbeValue {
     }
 }
 
-impl<R> ProbeValue for ReturnProbe<R> {}
+impl<R: ?Sized> ProbeValue for ReturnProbe<R> {}
 
 /// What a sync annotated function may return: anything but a future, which
 /// would run after the function, and its lock, are gone.

@@ -401,7 +401,9 @@ mod tests {
         let grown = map.capacity();
         keys.sweep();
         assert_eq!(keys.entries_in_memory(), 10_000);
-        assert_eq!(map.capacity(), grown);
+        // Removing the one idle entry may leave its slot unusable until the
+        // next rehash: capacity one lower, not reallocated.
+        assert!(map.capacity() + 1 >= grown, "{} < {grown}", map.capacity());
         drop(handles);
     }
 }

@@ -5,6 +5,9 @@ fn query(name: &str) -> Option<usize> {
         ::keylock::__private::sync_return(
             (&&::keylock::__private::ReturnProbe::<Option<usize>>::new()).kind(),
         );
+        ::keylock::__private::sync_return(
+            (&&::keylock::__private::ReturnProbe::<usize>::new()).kind(),
+        );
     }
     let __keylock_guard_0 = {
         let __keylock_lock = {
