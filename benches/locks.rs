@@ -339,6 +339,19 @@ fn contended_two_threads(c: &mut Criterion) {
             on_threads(2, iters, move |_| drop(black_box(lock.write_blocking())))
         });
     });
+    // Strict first-come, first-served: every contended release is a
+    // hand-off to the parked thread.
+    let strict = Registry::builder()
+        .fairness_bound(Duration::ZERO)
+        .build()
+        .lock("db");
+    group.bench_function("keylock_named_handle_strict", |b| {
+        let lock = strict.clone();
+        b.iter_custom(|iters| {
+            let lock = lock.clone();
+            on_threads(2, iters, move |_| drop(black_box(lock.write_blocking())))
+        });
+    });
     group.finish();
 }
 

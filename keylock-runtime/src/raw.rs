@@ -761,11 +761,16 @@ impl RawRwLock {
                 }
             }
             // Woken: the lock was handed over, or is free to compete for,
-            // or someone took it first. Watch it briefly before taking the
-            // queue mutex, so a thread that re-acquires in a loop is not
-            // made to wake us again at once.
+            // or someone took it first. When the head was notified to
+            // compete, watch the lock briefly before taking the queue mutex,
+            // so a thread that re-acquires in a loop is not made to wake us
+            // again at once. Without `NOTIFIED` the lock was most likely
+            // handed to us: holding it, we must not spin.
             let mut backoff = Backoff::new();
-            while !may_take(self.state.load(Ordering::Relaxed), access) && backoff.snooze() {}
+            while self.state.load(Ordering::Relaxed) & NOTIFIED != 0
+                && !may_take(self.state.load(Ordering::Relaxed), access)
+                && backoff.snooze()
+            {}
             let mut queue = sync::lock(&self.queue);
             if !queue.waiters.contains_key(&ticket) || self.retry_queued(&mut queue, ticket, access)
             {
