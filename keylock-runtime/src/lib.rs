@@ -152,6 +152,7 @@ mod registry;
 mod resource;
 mod runtime_thread;
 mod timer;
+mod wait_for;
 
 #[doc(hidden)]
 pub mod __private;
@@ -172,6 +173,7 @@ pub use registry::{
     GlobalInUse, Registry, RegistryBuilder, DEFAULT_FAIRNESS_BOUND, DEFAULT_SLOW_WAIT,
 };
 pub use resource::Resource;
+pub use wait_for::{Deadlock, WaitFor};
 
 #[cfg(all(test, loom))]
 mod loom_models;

@@ -324,6 +324,22 @@ impl Registry {
         all
     }
 
+    /// The cycles of waits among the current holders and waiters of this
+    /// registry's locks: each participant of a cycle waits for a lock that
+    /// the next one holds. Changes nothing; empty unless the registry was
+    /// built with [`track_holders`](RegistryBuilder::track_holders), whose
+    /// live view it reads.
+    ///
+    /// ```
+    /// let registry = keylock_runtime::Registry::builder().track_holders(true).build();
+    /// let _a = registry.lock("a").write_blocking();
+    /// assert!(registry.deadlocks().is_empty());
+    /// ```
+    pub fn deadlocks(&self) -> Vec<crate::Deadlock> {
+        let resources: Vec<_> = self.resources().iter().map(Resource::stats).collect();
+        crate::wait_for::cycles(&resources)
+    }
+
     /// A snapshot of every resource's and dedup scope's figures, sorted by
     /// name.
     pub fn stats(&self) -> Stats {

@@ -40,6 +40,9 @@ pub struct Participant {
     pub thread: String,
     /// The Tokio task that acquired, if any.
     pub task: Option<String>,
+    /// Who acquired, unique among current participants: `task <id>` inside
+    /// a Tokio task, else `thread <ThreadId>`.
+    pub holder: String,
     /// How long it has held or waited so far.
     pub duration: Duration,
 }
@@ -107,6 +110,7 @@ struct Record {
     location: &'static Location<'static>,
     thread: String,
     task: Option<String>,
+    holder: String,
     since: Instant,
 }
 
@@ -129,6 +133,10 @@ impl LiveTable {
     ) -> u64 {
         let thread = thread_name();
         let task = tokio::task::try_id().map(|id| id.to_string());
+        let holder = match &task {
+            Some(task) => format!("task {task}"),
+            None => format!("thread {:?}", std::thread::current().id()),
+        };
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let record = Record {
             role,
@@ -137,6 +145,7 @@ impl LiveTable {
             location,
             thread,
             task,
+            holder,
             since: Instant::now(),
         };
         sync::lock(&self.records).insert(id, record);
@@ -218,6 +227,7 @@ impl LiveTable {
                 location: record.location.to_string(),
                 thread: record.thread.clone(),
                 task: record.task.clone(),
+                holder: record.holder.clone(),
                 duration: record.since.elapsed(),
             })
             .collect();
