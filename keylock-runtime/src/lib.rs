@@ -132,6 +132,7 @@
 mod access;
 mod clock;
 mod error;
+mod frames;
 mod holder;
 mod key;
 mod sync;
