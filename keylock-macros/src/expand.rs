@@ -146,6 +146,9 @@ fn probed_types<'a>(ty: &'a syn::Type, parts: &mut Vec<&'a syn::Type>) {
         syn::Type::Array(array) => probed_types(&array.elem, parts),
         syn::Type::Slice(slice) => probed_types(&slice.elem, parts),
         syn::Type::Paren(inner) => probed_types(&inner.elem, parts),
+        // A bare `N` or `CAP` in `Buf<N>` parses as a type but is most
+        // likely a constant: an upper-case name is left alone.
+        syn::Type::Path(path) if path.qself.is_none() && is_constant_name(&path.path) => {}
         syn::Type::Path(path) => {
             parts.push(ty);
             for segment in &path.path.segments {
@@ -160,6 +163,20 @@ fn probed_types<'a>(ty: &'a syn::Type, parts: &mut Vec<&'a syn::Type>) {
         }
         _ => parts.push(ty),
     }
+}
+
+/// Whether `path` is one upper-case name (`N`, `CAP`, `MAX_LEN`): a const
+/// generic or a constant more often than a type (type parameters are
+/// usually one letter too, and such a `T` escapes the check).
+fn is_constant_name(path: &syn::Path) -> bool {
+    let [segment] = path.segments.iter().collect::<Vec<_>>()[..] else {
+        return false;
+    };
+    let name = segment.ident.to_string();
+    segment.arguments.is_none()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// A compile-time check that a sync function's return type is not a future
@@ -382,12 +399,25 @@ fn declared_output(item: &ItemFn) -> Option<syn::Type> {
         syn::ReturnType::Default => parse_quote!(()),
         syn::ReturnType::Type(_, ty) => (**ty).clone(),
     };
-    let text = quote!(#ty).to_string();
-    if text.contains("impl ") {
+    if contains_impl_trait(&ty) {
         None
     } else {
         Some(ty)
     }
+}
+
+/// Whether `impl Trait` appears anywhere in `ty` (looked for in the syntax
+/// tree, not the text: `backend_impl::Job` has none).
+fn contains_impl_trait(ty: &syn::Type) -> bool {
+    struct Finder(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = Finder(false);
+    syn::visit::Visit::visit_type(&mut finder, ty);
+    finder.0
 }
 
 /// Runs the original body (`run`: a closure call or an awaited async

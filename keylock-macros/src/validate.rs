@@ -362,31 +362,45 @@ fn generic_types(segment: &syn::PathSegment) -> Vec<&syn::Type> {
     }
 }
 
-/// Whether a type names a future or a stream anywhere (a shape whose
-/// future the lock could not cover): `Future`, `BoxFuture`, `Stream`, an
-/// async closure trait, as a whole name, not a part of one (`FutureEvent`).
+/// Whether a type holds a future or a stream that keylock cannot lock: a
+/// bound `impl Future`/`dyn Stream`/an async closure trait anywhere in it,
+/// or a `BoxFuture`/`BoxStream`. A plain type that happens to be called
+/// `Future` or `Stream` (a bare trait is no type in Rust 2021) does not
+/// count.
 fn mentions_future(ty: &syn::Type) -> bool {
-    const NAMES: &[&str] = &[
+    const TRAITS: &[&str] = &[
         "Future",
-        "BoxFuture",
-        "LocalBoxFuture",
         "IntoFuture",
         "Stream",
-        "BoxStream",
-        "LocalBoxStream",
         "TryStream",
         "AsyncFn",
         "AsyncFnMut",
         "AsyncFnOnce",
     ];
-    fn walk(tokens: proc_macro2::TokenStream) -> bool {
-        tokens.into_iter().any(|token| match token {
-            proc_macro2::TokenTree::Ident(ident) => NAMES.contains(&ident.to_string().as_str()),
-            proc_macro2::TokenTree::Group(group) => walk(group.stream()),
-            _ => false,
-        })
+    const BOXED: &[&str] = &["BoxFuture", "LocalBoxFuture", "BoxStream", "LocalBoxStream"];
+    struct Finder(bool);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_trait_bound(&mut self, bound: &'ast syn::TraitBound) {
+            if bound
+                .path
+                .segments
+                .last()
+                .is_some_and(|last| TRAITS.contains(&last.ident.to_string().as_str()))
+            {
+                self.0 = true;
+            }
+            syn::visit::visit_trait_bound(self, bound);
+        }
+        fn visit_path_segment(&mut self, segment: &'ast syn::PathSegment) {
+            if BOXED.contains(&segment.ident.to_string().as_str()) {
+                self.0 = true;
+            }
+            syn::visit::visit_path_segment(self, segment);
+        }
     }
-    walk(quote::ToTokens::to_token_stream(ty))
+    let mut finder = Finder(false);
+    syn::visit::Visit::visit_type(&mut finder, ty);
+    finder.0
 }
 
 /// Where a future-returning body does more than capture values and build
