@@ -2,7 +2,8 @@
 //! current holders and waiters, across threads and tasks, reported without
 //! changing anything; nothing is reported without a cycle.
 
-use std::sync::mpsc;
+use std::fmt;
+use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use keylock::Registry;
@@ -139,4 +140,111 @@ fn without_the_live_view_nothing_is_reported() {
     let registry = Registry::new();
     let _a = registry.lock("a").write_blocking();
     assert!(registry.deadlocks().is_empty());
+}
+
+/// `k` threads hold read "a" and ask for write "b"; `k` threads hold read
+/// "b" and ask for write "a". A real deadlock of 2k threads (a read then
+/// upgrade pattern across two resources); the wait-for graph is the
+/// complete bipartite graph K(k,k), whose simple cycles grow factorially.
+fn bipartite(k: usize) -> (Duration, usize) {
+    let registry = tracked();
+    let barrier = Arc::new(Barrier::new(2 * k));
+    let mut threads = Vec::new();
+    for side in 0..2 {
+        for _ in 0..k {
+            let registry = registry.clone();
+            let barrier = barrier.clone();
+            threads.push(std::thread::spawn(move || {
+                let (mine, other) = if side == 0 { ("a", "b") } else { ("b", "a") };
+                let _held = registry.lock(mine).read_blocking();
+                barrier.wait();
+                let _ = registry
+                    .lock(other)
+                    .write_blocking_timeout(Duration::from_secs(30));
+            }));
+        }
+    }
+    eventually(|| registry.lock("a").waiters() == k && registry.lock("b").waiters() == k);
+    let started = Instant::now();
+    let found = registry.deadlocks().len();
+    let took = started.elapsed();
+    // Let everyone go: nothing releases until timeouts, so this test is slow
+    // to end; detach the threads instead.
+    drop(threads);
+    (took, found)
+}
+
+/// Regression: listing every simple cycle grew factorially with the
+/// participants; one shortest cycle per participant stays small and fast.
+#[test]
+fn many_participants_in_one_deadlock_are_reported_quickly() {
+    for k in 2..=6 {
+        let (took, found) = bipartite(k);
+        assert!(found >= 1 && found <= 2 * k, "k = {k}: {found} cycles");
+        assert!(
+            took < Duration::from_secs(1),
+            "k = {k}: {found} cycles took {took:?}"
+        );
+    }
+}
+
+/// Keys with a `Debug` that hides part of the key (a redacted secret, a
+/// summary) are different locks that the report takes for one.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct ApiKey {
+    tenant: u32,
+    secret: u32,
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKey(tenant {}, ****)", self.tenant)
+    }
+}
+
+/// Regression: T1 holds key (1, 1) and waits for "x"; T2 holds "x" and
+/// waits for key (1, 2), held by T3, which waits for nothing. No cycle,
+/// though both keys print alike.
+#[test]
+fn distinct_keys_with_equal_debug_are_distinct_locks() {
+    let registry = tracked();
+    let keys = registry.keyed::<ApiKey>("api_keys");
+    let one = ApiKey {
+        tenant: 1,
+        secret: 1,
+    };
+    let two = ApiKey {
+        tenant: 1,
+        secret: 2,
+    };
+    let t3_guard = keys.write_blocking(&two); // T3 is this thread: waits for nothing
+    let (x_held_tx, x_held_rx) = std::sync::mpsc::channel();
+    let t2 = {
+        let registry = registry.clone();
+        let keys = keys.clone();
+        let two = two.clone();
+        std::thread::spawn(move || {
+            let _x = registry.lock("x").write_blocking();
+            x_held_tx.send(()).unwrap();
+            drop(keys.write_blocking(&two));
+        })
+    };
+    x_held_rx.recv().unwrap();
+    let t1 = {
+        let registry = registry.clone();
+        let keys = keys.clone();
+        std::thread::spawn(move || {
+            let _one = keys.write_blocking(&one);
+            drop(registry.lock("x").write_blocking());
+        })
+    };
+    eventually(|| registry.lock("x").waiters() == 1 && keys.waiters(&two) == 1);
+    let deadlocks = registry.deadlocks();
+    drop(t3_guard);
+    t2.join().unwrap();
+    t1.join().unwrap();
+    assert!(
+        deadlocks.is_empty(),
+        "no deadlock (everyone finished), yet reported: {deadlocks:#?}"
+    );
 }

@@ -193,6 +193,7 @@ impl ResourceInfo {
     /// Counts a caller that starts to queue (and lists it in the live view).
     pub(crate) fn start_wait(
         &self,
+        lock: u64,
         key: impl FnOnce() -> Option<String>,
         access: Access,
         location: &'static Location<'static>,
@@ -201,7 +202,7 @@ impl ResourceInfo {
         let live = self
             .live
             .as_ref()
-            .map(|live| live.enter(Role::Waiting, key(), access, location));
+            .map(|live| live.enter(Role::Waiting, lock, key(), access, location));
         let now = self.waiting.fetch_add(1, Ordering::Relaxed) + 1;
         self.peak_waiting.fetch_max(now, Ordering::Relaxed);
         QueuedWait { live }

@@ -330,7 +330,12 @@ impl Lock {
         // also when a refusal to block unwinds.
         let _waiting = CountedWait {
             resource,
-            waiting: Some(resource.start_wait(|| self.entry.key_debug(), access, caller.location)),
+            waiting: Some(resource.start_wait(
+                self.entry_address() as u64,
+                || self.entry.key_debug(),
+                access,
+                caller.location,
+            )),
         };
         let wait = || {
             self.entry.raw().acquire_blocking(access, deadline, || {
@@ -581,7 +586,13 @@ impl Lock {
                 location,
                 waited,
             );
-            live.enter(Role::Holding, self.entry.key_debug(), access, location)
+            live.enter(
+                Role::Holding,
+                self.entry_address() as u64,
+                self.entry.key_debug(),
+                access,
+                location,
+            )
         });
         HoldWatch {
             since,
@@ -745,6 +756,7 @@ impl<G> Acquire<G> {
         if let Some(lock) = self.lock.as_ref() {
             self.waiting = Some(Queued {
                 counted: lock.entry.resource().start_wait(
+                    lock.entry_address() as u64,
                     || lock.entry.key_debug(),
                     self.access,
                     self.location,

@@ -46,27 +46,24 @@ pub struct WaitFor {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub struct Deadlock {
-    /// The waits of the cycle, starting with the smallest waiter name.
+    /// The waits of the cycle, in order: each waits for the holder that the
+    /// next one is.
     pub cycle: Vec<WaitFor>,
 }
 
 /// The cycles among the participants of `resources`, each reported once.
 pub(crate) fn cycles(resources: &[ResourceStats]) -> Vec<Deadlock> {
     // Edges of the wait-for graph: waiter -> (holder, the wait).
-    let mut holders: BTreeMap<(&str, Option<&str>), Vec<&Participant>> = BTreeMap::new();
+    let mut holders: BTreeMap<u64, Vec<&Participant>> = BTreeMap::new();
     for resource in resources {
         for held in resource.live.iter().filter(|p| p.role == Role::Holding) {
-            holders
-                .entry((resource.name.as_str(), held.key.as_deref()))
-                .or_default()
-                .push(held);
+            holders.entry(held.lock).or_default().push(held);
         }
     }
     let mut edges: BTreeMap<&str, Vec<WaitFor>> = BTreeMap::new();
     for resource in resources {
         for waiter in resource.live.iter().filter(|p| p.role == Role::Waiting) {
-            let lock = (resource.name.as_str(), waiter.key.as_deref());
-            for held in holders.get(&lock).into_iter().flatten() {
+            for held in holders.get(&waiter.lock).into_iter().flatten() {
                 edges.entry(&waiter.holder).or_default().push(WaitFor {
                     waiter: waiter.holder.clone(),
                     waiting_at: waiter.location.clone(),
@@ -82,39 +79,47 @@ pub(crate) fn cycles(resources: &[ResourceStats]) -> Vec<Deadlock> {
     let mut found = BTreeSet::new();
     let mut deadlocks = Vec::new();
     for start in edges.keys() {
-        let mut path = Vec::new();
-        search(start, start, &edges, &mut path, &mut found, &mut deadlocks);
+        if let Some(cycle) = cycle_through(start, &edges) {
+            let mut members: Vec<String> = cycle.iter().map(|wait| wait.waiter.clone()).collect();
+            members.sort();
+            if found.insert(members) {
+                deadlocks.push(Deadlock { cycle });
+            }
+        }
     }
     deadlocks
 }
 
-/// Depth-first search for cycles through `start` whose other members all
-/// sort after it (so each cycle is found once, from its smallest member).
-fn search(
-    start: &str,
-    at: &str,
-    edges: &BTreeMap<&str, Vec<WaitFor>>,
-    path: &mut Vec<WaitFor>,
-    found: &mut BTreeSet<Vec<(String, String)>>,
-    deadlocks: &mut Vec<Deadlock>,
-) {
-    for wait in edges.get(at).into_iter().flatten() {
-        if wait.holder == start {
-            let mut cycle = path.clone();
-            cycle.push(wait.clone());
-            let signature = cycle
-                .iter()
-                .map(|wait| (wait.waiter.clone(), wait.holder.clone()))
-                .collect();
-            if found.insert(signature) {
-                deadlocks.push(Deadlock { cycle });
+/// A shortest cycle of waits from `start` back to it, if there is one:
+/// a breadth-first search, each participant visited once, so the report
+/// costs at most (participants x waits) steps however many cycles there
+/// are. Each participant that is on a cycle is reported on one.
+fn cycle_through(start: &str, edges: &BTreeMap<&str, Vec<WaitFor>>) -> Option<Vec<WaitFor>> {
+    // For each participant reached, the wait that reached it.
+    let mut reached: BTreeMap<&str, &WaitFor> = BTreeMap::new();
+    let mut frontier = vec![start];
+    while !frontier.is_empty() {
+        let mut next = Vec::new();
+        for at in frontier {
+            for wait in edges.get(at).into_iter().flatten() {
+                if wait.holder == start {
+                    let mut cycle = vec![wait.clone()];
+                    let mut back = at;
+                    while back != start {
+                        let step = reached[back];
+                        cycle.push(step.clone());
+                        back = &step.waiter;
+                    }
+                    cycle.reverse();
+                    return Some(cycle);
+                }
+                if !reached.contains_key(wait.holder.as_str()) {
+                    reached.insert(&wait.holder, wait);
+                    next.push(wait.holder.as_str());
+                }
             }
-        } else if wait.holder.as_str() > start
-            && !path.iter().any(|step| step.waiter == wait.holder)
-        {
-            path.push(wait.clone());
-            search(start, &wait.holder, edges, path, found, deadlocks);
-            path.pop();
         }
+        frontier = next;
     }
+    None
 }

@@ -43,6 +43,9 @@ pub struct Participant {
     /// Who acquired, unique among current participants: `task <id>` inside
     /// a Tokio task, else `thread <ThreadId>`.
     pub holder: String,
+    /// Identifies the lock among current participants (two keys whose
+    /// `Debug` forms are equal are still two locks).
+    pub lock: u64,
     /// How long it has held or waited so far.
     pub duration: Duration,
 }
@@ -111,6 +114,7 @@ struct Record {
     thread: String,
     task: Option<String>,
     holder: String,
+    lock: u64,
     since: Instant,
 }
 
@@ -127,6 +131,7 @@ impl LiveTable {
     pub(crate) fn enter(
         &self,
         role: Role,
+        lock: u64,
         key: Option<String>,
         access: Access,
         location: &'static Location<'static>,
@@ -146,6 +151,7 @@ impl LiveTable {
             thread,
             task,
             holder,
+            lock,
             since: Instant::now(),
         };
         sync::lock(&self.records).insert(id, record);
@@ -228,6 +234,7 @@ impl LiveTable {
                 thread: record.thread.clone(),
                 task: record.task.clone(),
                 holder: record.holder.clone(),
+                lock: record.lock,
                 duration: record.since.elapsed(),
             })
             .collect();
