@@ -40,7 +40,7 @@ thread_local! {
 }
 
 /// The locks one annotated future holds, listed while it is polled: up to
-/// [`INLINE`] in place, more (a large lock set) in a vector.
+/// one in place, more (a lock set) in a vector.
 #[derive(Debug)]
 pub struct Marks {
     len: usize,
