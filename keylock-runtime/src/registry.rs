@@ -68,6 +68,8 @@ struct Inner {
     clock: Clock,
     /// Dedup scopes by name and key type.
     dedup: Mutex<HashMap<Arc<str>, NamedScope>>,
+    /// Deadlocks the watchdog reported, if it runs.
+    deadlocks_reported: AtomicU64,
 }
 
 /// A dedup scope under its name, with the one key type it was created for.
@@ -127,6 +129,7 @@ impl Registry {
             long_hold: None,
             track_holders: false,
             self_deadlock_check: true,
+            watchdog: None,
             clock: Clock::System,
         }
     }
@@ -351,6 +354,7 @@ impl Registry {
         Stats {
             resources: self.resources().iter().map(Resource::stats).collect(),
             dedup,
+            deadlocks_reported: self.inner.deadlocks_reported.load(Ordering::Relaxed),
         }
     }
 }
@@ -380,6 +384,7 @@ pub struct RegistryBuilder {
     long_hold: Option<Duration>,
     track_holders: bool,
     self_deadlock_check: bool,
+    watchdog: Option<Duration>,
     clock: Clock,
 }
 
@@ -449,6 +454,18 @@ impl RegistryBuilder {
         self
     }
 
+    /// Starts a watchdog thread that looks for deadlocks every `interval`
+    /// (see [`Registry::deadlocks`]) and reports each new one as soon as it
+    /// has formed: a `tracing` error naming every wait of the cycle, and
+    /// the `deadlocks_reported` figure of the statistics. Turns
+    /// [`track_holders`](Self::track_holders) on, whose live view it reads.
+    /// The thread ends when the last clone of the registry is dropped.
+    pub fn deadlock_watchdog(mut self, interval: Duration) -> Self {
+        self.track_holders = true;
+        self.watchdog = Some(interval);
+        self
+    }
+
     /// Uses a [`ManualClock`] for time-to-live expiry, so tests can move
     /// time forward instead of sleeping.
     pub fn clock(mut self, clock: ManualClock) -> Self {
@@ -493,7 +510,7 @@ impl RegistryBuilder {
 
     /// Creates the registry.
     pub fn build(self) -> Registry {
-        Registry {
+        let registry = Registry {
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 settings: Settings {
@@ -508,7 +525,63 @@ impl RegistryBuilder {
                 resources: Mutex::new(HashMap::new()),
                 clock: self.clock,
                 dedup: Mutex::new(HashMap::new()),
+                deadlocks_reported: AtomicU64::new(0),
             }),
+        };
+        if let Some(interval) = self.watchdog {
+            watchdog::start(&registry, interval);
+        }
+        registry
+    }
+}
+
+/// The deadlock watchdog: a thread per registry that asked for one.
+mod watchdog {
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Weak};
+    use std::time::Duration;
+
+    use super::{Inner, Ordering, Registry};
+
+    /// Starts the thread; it holds the registry weakly, and ends with it.
+    pub(super) fn start(registry: &Registry, interval: Duration) {
+        let inner: Weak<Inner> = Arc::downgrade(&registry.inner);
+        let spawned = std::thread::Builder::new()
+            .name("keylock-watchdog".into())
+            .spawn(move || watch(&inner, interval));
+        if let Err(error) = spawned {
+            crate::observe::tracing_out::watchdog_failed(&error);
+        }
+    }
+
+    fn watch(inner: &Weak<Inner>, interval: Duration) {
+        // Cycles already reported, by their members; forgotten once gone,
+        // so a cycle that forms again is reported again.
+        let mut reported: BTreeSet<Vec<String>> = BTreeSet::new();
+        loop {
+            std::thread::sleep(interval);
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            let registry = Registry { inner };
+            let mut current = BTreeSet::new();
+            for deadlock in registry.deadlocks() {
+                let mut members: Vec<String> = deadlock
+                    .cycle
+                    .iter()
+                    .map(|wait| wait.waiter.clone())
+                    .collect();
+                members.sort();
+                if !reported.contains(&members) {
+                    registry
+                        .inner
+                        .deadlocks_reported
+                        .fetch_add(1, Ordering::Relaxed);
+                    crate::observe::tracing_out::deadlock(&deadlock);
+                }
+                current.insert(members);
+            }
+            reported = current;
         }
     }
 }

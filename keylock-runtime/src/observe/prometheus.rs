@@ -15,6 +15,19 @@ impl Stats {
         per_resource(&mut out, &self.resources);
         histograms(&mut out, &self.resources);
         per_scope(&mut out, &self.dedup);
+        family(
+            &mut out,
+            "keylock_deadlocks_reported_total",
+            "counter",
+            "Deadlocks the registry's watchdog reported.",
+            |out| {
+                let _ = writeln!(
+                    out,
+                    "keylock_deadlocks_reported_total {}",
+                    self.deadlocks_reported
+                );
+            },
+        );
         out
     }
 }

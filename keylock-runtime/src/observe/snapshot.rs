@@ -88,6 +88,9 @@ pub struct Stats {
     pub resources: Vec<ResourceStats>,
     /// One entry per dedup scope, sorted by name.
     pub dedup: Vec<DedupStats>,
+    /// Deadlocks the registry's watchdog reported
+    /// ([`deadlock_watchdog`](crate::RegistryBuilder::deadlock_watchdog)).
+    pub deadlocks_reported: u64,
 }
 
 /// A snapshot of one dedup scope's figures.

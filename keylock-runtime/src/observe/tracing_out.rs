@@ -158,3 +158,36 @@ pub(crate) fn long_hold(
 
 #[cfg(not(feature = "tracing"))]
 pub(crate) fn duplicate(_: &str, _: bool) {}
+
+/// The deadlock watchdog found a cycle of waits.
+#[cfg(feature = "tracing")]
+pub(crate) fn deadlock(deadlock: &crate::Deadlock) {
+    let waits: Vec<String> = deadlock
+        .cycle
+        .iter()
+        .map(|wait| {
+            let key = wait
+                .key
+                .as_deref()
+                .map(|key| format!(" key {key}"))
+                .unwrap_or_default();
+            format!(
+                "{} (at {}) waits for the {} lock on `{}`{key}, held by {} (taken at {})",
+                wait.waiter, wait.waiting_at, wait.access, wait.resource, wait.holder, wait.held_at
+            )
+        })
+        .collect();
+    tracing::error!(target: "keylock", cycle = %waits.join("; "), "deadlock: a cycle of waits formed");
+}
+
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn deadlock(_: &crate::Deadlock) {}
+
+/// The deadlock watchdog's thread could not be started.
+#[cfg(feature = "tracing")]
+pub(crate) fn watchdog_failed(error: &std::io::Error) {
+    tracing::error!(target: "keylock", %error, "the deadlock watchdog could not start");
+}
+
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn watchdog_failed(_: &std::io::Error) {}
