@@ -82,7 +82,7 @@
 
 use proc_macro2::{Delimiter, Group, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::{parse_quote, parse_quote_spanned, Block, Expr, ItemFn, Stmt};
+use syn::{parse_quote, Block, Expr, ItemFn, Stmt};
 
 use crate::validate::{Access, DedupStep, LockStep, Shape, Site, Step, Target, Wait};
 
@@ -232,48 +232,7 @@ fn wrap_block(steps: &[Step], mode: Mode, output: Option<syn::Type>, block: &mut
         let wrapped: Block = parse_quote!({ #tokens });
         block.stmts = wrapped.stmts;
     }
-    if mode == Mode::Async {
-        mark_held(steps, block);
-    }
     block.stmts.splice(0..0, prologue);
-}
-
-/// Polls the rest of an async body in a frame that lists the locks its
-/// guards hold, so that a nested wait for one of them fails as a
-/// self-deadlock instead of hanging (see the runtime's `frames`). Guards
-/// handed to the body (`guard = name`) may leave it, and are not listed.
-//
-// Input:  `{ body }` after `let __keylock_guard_0 = ..;`
-// Output: `{ let __keylock_marks = { let mut m = Marks::new();
-//              Marked::mark(&__keylock_guard_0, &mut m, Location::caller()); m };
-//            let __keylock_body = pin!(async move { body });
-//            Framed::new(&__keylock_marks, __keylock_body).await }`
-fn mark_held(steps: &[Step], block: &mut Block) {
-    let site = Span::mixed_site();
-    let kept: Vec<TokenStream> = steps
-        .iter()
-        .enumerate()
-        .filter_map(|(index, step)| match step {
-            Step::Lock(step @ LockStep { guard: None, .. }) => Some(guard_binding(step, index)),
-            _ => None,
-        })
-        .collect();
-    if kept.is_empty() {
-        return;
-    }
-    let private = private(steps[0].site());
-    let body = std::mem::take(&mut block.stmts);
-    let marks = quote_spanned!(site=> __keylock_marks);
-    let wrapped: Block = parse_quote_spanned! {site=> {
-        let #marks = {
-            let mut #marks = #private::Marks::new();
-            #( #private::Marked::mark(&#kept, &mut #marks, ::core::panic::Location::caller()); )*
-            #marks
-        };
-        let __keylock_body = ::core::pin::pin!(async move { #(#body)* });
-        #private::Framed::new(&#marks, __keylock_body).await
-    }};
-    block.stmts = wrapped.stmts;
 }
 
 /// Observing the outcome wraps the body; do it only where the outcome

@@ -913,45 +913,6 @@ impl SyncReturn for ReturnsValue {}
 #[inline(always)]
 pub fn sync_return<K: SyncReturn>(_: K) {}
 
-pub use crate::frames::{Framed, Marks};
-
-/// A guard an annotated `async fn` holds while its body runs; listed in the
-/// frame its body is polled in (see [`Framed`]).
-pub trait Marked {
-    /// Lists the guard's locks in `marks`, as taken at `at`.
-    fn mark(&self, marks: &mut Marks, at: &'static Location<'static>);
-}
-
-impl Marked for ReadGuard {
-    #[inline]
-    fn mark(&self, marks: &mut Marks, at: &'static Location<'static>) {
-        self.lock().mark(marks, at);
-    }
-}
-
-impl Marked for WriteGuard {
-    #[inline]
-    fn mark(&self, marks: &mut Marks, at: &'static Location<'static>) {
-        self.lock().mark(marks, at);
-    }
-}
-
-impl Marked for ReadSetGuard {
-    fn mark(&self, marks: &mut Marks, at: &'static Location<'static>) {
-        for lock in self.locks() {
-            lock.mark(marks, at);
-        }
-    }
-}
-
-impl Marked for WriteSetGuard {
-    fn mark(&self, marks: &mut Marks, at: &'static Location<'static>) {
-        for lock in self.locks() {
-            lock.mark(marks, at);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -132,7 +132,6 @@
 mod access;
 mod clock;
 mod error;
-mod frames;
 mod holder;
 mod key;
 mod sync;

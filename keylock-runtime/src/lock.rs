@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use crate::access::Access;
 use crate::entry::{EntryKey, LockEntry, QueuedWait, ResourceInfo};
 use crate::error::Error;
-use crate::frames;
 use crate::observe::{tracing_out, LockEvent, OperationKind, Role};
 use crate::raw::{Contention, TimedOut, WaitState};
 use crate::runtime_thread;
@@ -251,14 +250,6 @@ impl Lock {
         Arc::as_ptr(&self.entry) as *const () as usize
     }
 
-    /// Lists this lock in `marks`, when its registry checks self-deadlocks:
-    /// an annotated future polls its body with it listed (see `frames`).
-    pub(crate) fn mark(&self, marks: &mut frames::Marks, at: &'static Location<'static>) {
-        if self.entry.resource().settings().self_deadlock_check {
-            marks.push(self.entry_address(), at);
-        }
-    }
-
     /// Counts a body that returned an error while holding this lock.
     pub(crate) fn record_failed_body(&self) {
         self.entry.resource().record(LockEvent::FailedWhileHeld);
@@ -357,10 +348,7 @@ impl Lock {
     /// recorded as held by the current task or thread.
     #[cold]
     fn self_deadlock(&self, access: Access, location: &'static Location<'static>) -> Option<Error> {
-        let held_at = self
-            .entry
-            .held_by_caller()
-            .or_else(|| frames::held_by_enclosing_poll(self.entry_address()).map(Some))?;
+        let held_at = self.entry.held_by_caller()?;
         let error = Error::WouldDeadlock {
             resource: self.entry.resource().name().to_owned(),
             key: self.entry.key_debug(),

@@ -40,22 +40,15 @@ async fn transfer(from: u64, to: u64) -> Result<(), keylock::Error> {
             }
         }
     };
-    let __keylock_marks = {
-        let mut __keylock_marks = ::keylock::__private::Marks::new();
-        ::keylock::__private::Marked::mark(
-            &__keylock_guard_0,
-            &mut __keylock_marks,
-            ::core::panic::Location::caller(),
-        );
-        __keylock_marks
+    let __keylock_result: Result<(), keylock::Error> = async move { Ok(()) }.await;
+    let __keylock_failed = {
+        #[allow(unused_imports)]
+        use ::keylock::__private::{OutcomeOther as _, OutcomeResult as _};
+        (&&::keylock::__private::OutcomeProbe(&__keylock_result)).is_failure()
     };
-    let __keylock_body = ::core::pin::pin!(
-        async move { let __keylock_result : Result < (), keylock::Error > = async move {
-        Ok(()) } . await; let __keylock_failed = { #[allow(unused_imports)] use
-        ::keylock::__private:: { OutcomeOther as _, OutcomeResult as _ }; (& &
-        ::keylock::__private::OutcomeProbe(& __keylock_result)).is_failure() };
-        ::keylock::__private::GuardOutcome::body_finished(& __keylock_guard_0,
-        __keylock_failed); __keylock_result }
+    ::keylock::__private::GuardOutcome::body_finished(
+        &__keylock_guard_0,
+        __keylock_failed,
     );
-    ::keylock::__private::Framed::new(&__keylock_marks, __keylock_body).await
+    __keylock_result
 }

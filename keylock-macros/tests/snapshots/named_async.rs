@@ -12,15 +12,5 @@ async fn save(&self) -> u64 {
             .wait()
             .await
     };
-    let __keylock_marks = {
-        let mut __keylock_marks = ::keylock::__private::Marks::new();
-        ::keylock::__private::Marked::mark(
-            &__keylock_guard_0,
-            &mut __keylock_marks,
-            ::core::panic::Location::caller(),
-        );
-        __keylock_marks
-    };
-    let __keylock_body = ::core::pin::pin!(async move { 1 });
-    ::keylock::__private::Framed::new(&__keylock_marks, __keylock_body).await
+    1
 }
