@@ -459,10 +459,11 @@ impl RegistryBuilder {
     /// has formed: a `tracing` error naming every wait of the cycle, and
     /// the `deadlocks_reported` figure of the statistics. Turns
     /// [`track_holders`](Self::track_holders) on, whose live view it reads.
-    /// The thread ends when the last clone of the registry is dropped.
+    /// The thread ends when the last clone of the registry is dropped (at
+    /// its next look). Intervals below a millisecond count as one.
     pub fn deadlock_watchdog(mut self, interval: Duration) -> Self {
         self.track_holders = true;
-        self.watchdog = Some(interval);
+        self.watchdog = Some(interval.max(Duration::from_millis(1)));
         self
     }
 
