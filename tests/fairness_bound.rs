@@ -97,15 +97,20 @@ async fn queued_writer_wait<G: Send + 'static>(
     waited
 }
 
+/// The queued `who` got the lock within a small multiple of the bound.
+fn assert_within_bound(who: &str, waited: Duration) {
+    assert!(
+        waited < LIMIT,
+        "the queued {who} waited {waited:?} (bound {BOUND:?})"
+    );
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn looping_writer_task_yields_to_queued_writer_on_current_thread() {
     let lock = lock();
     let guard = lock.write().await;
     let waited = queued_writer_wait(&lock, guard, true, 1).await;
-    assert!(
-        waited < LIMIT,
-        "the queued writer waited {waited:?} (bound {BOUND:?})"
-    );
+    assert_within_bound("writer", waited);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,10 +118,7 @@ async fn looping_writer_task_yields_to_queued_writer_on_two_workers() {
     let lock = lock();
     let guard = lock.write().await;
     let waited = queued_writer_wait(&lock, guard, true, 1).await;
-    assert!(
-        waited < LIMIT,
-        "the queued writer waited {waited:?} (bound {BOUND:?})"
-    );
+    assert_within_bound("writer", waited);
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -124,10 +126,7 @@ async fn looping_reader_tasks_yield_to_queued_writer() {
     let lock = lock();
     let guard = lock.read().await;
     let waited = queued_writer_wait(&lock, guard, false, 4).await;
-    assert!(
-        waited < LIMIT,
-        "the queued writer waited {waited:?} (bound {BOUND:?})"
-    );
+    assert_within_bound("writer", waited);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,10 +134,7 @@ async fn looping_reader_tasks_yield_to_queued_writer_on_two_workers() {
     let lock = lock();
     let guard = lock.read().await;
     let waited = queued_writer_wait(&lock, guard, false, 4).await;
-    assert!(
-        waited < LIMIT,
-        "the queued writer waited {waited:?} (bound {BOUND:?})"
-    );
+    assert_within_bound("writer", waited);
 }
 
 #[test]
@@ -168,8 +164,5 @@ fn looping_threads_yield_to_queued_thread() {
     for handle in loops {
         handle.join().unwrap();
     }
-    assert!(
-        waited < LIMIT,
-        "the queued thread waited {waited:?} (bound {BOUND:?})"
-    );
+    assert_within_bound("thread", waited);
 }
