@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::access::Access;
+use crate::backend::{Backend, Target};
 use crate::holder;
 use crate::key::Key;
 use crate::observe::{metrics_out, Counters, LiveTable, LockEvent, Role};
@@ -90,6 +91,12 @@ impl<K: ?Sized + EntryKey> LockEntry<K> {
         }
     }
 
+    /// What a backend locks for this entry.
+    #[cold]
+    pub(crate) fn target(&self) -> Target {
+        Target::from_parts(Arc::clone(&self.resource.name), self.key_debug())
+    }
+
     /// When the current thread is the recorded holder: `Some`, with where
     /// it took the lock if known. Such a caller would wait for itself.
     #[cold]
@@ -153,6 +160,8 @@ pub(crate) struct ResourceInfo {
     /// Touched only by acquisitions that have to queue.
     waiting: AtomicUsize,
     peak_waiting: AtomicUsize,
+    /// Where the resource's locks are shared beyond this process, if bound.
+    backend: Option<Arc<dyn Backend>>,
 }
 
 /// A queued acquisition, counted (and listed in the live view) until it
@@ -162,8 +171,13 @@ pub(crate) struct QueuedWait {
 }
 
 impl ResourceInfo {
-    pub(crate) fn new(name: Arc<str>, settings: Settings) -> Self {
+    pub(crate) fn new(
+        name: Arc<str>,
+        settings: Settings,
+        backend: Option<Arc<dyn Backend>>,
+    ) -> Self {
         ResourceInfo {
+            backend,
             name,
             settings,
             counters: Counters::default(),
@@ -175,6 +189,12 @@ impl ResourceInfo {
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The backend the resource is bound to, if any.
+    #[inline]
+    pub(crate) fn backend(&self) -> Option<&Arc<dyn Backend>> {
+        self.backend.as_ref()
     }
 
     pub(crate) fn settings(&self) -> &Settings {

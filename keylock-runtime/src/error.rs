@@ -64,6 +64,33 @@ pub enum Error {
         /// Where it asked for the lock again.
         requested_at: String,
     },
+    /// The backend the resource is bound to could not be asked for the
+    /// lock: unreachable, no permission, an I/O error.
+    #[non_exhaustive]
+    Backend {
+        /// The backend's name, such as `file`.
+        backend: String,
+        /// Name of the resource.
+        resource: String,
+        /// The key, in its `Debug` form, for keyed locks.
+        key: Option<String>,
+        /// Read or write.
+        access: Access,
+        /// What the backend reported.
+        message: String,
+    },
+    /// The backend no longer holds a lock this process was granted (its
+    /// lease expired, its connection broke, its lock file was removed), so
+    /// another holder may have it now.
+    #[non_exhaustive]
+    LeaseLost {
+        /// The backend's name, such as `file`.
+        backend: String,
+        /// Name of the resource.
+        resource: String,
+        /// The key, in its `Debug` form, for keyed locks.
+        key: Option<String>,
+    },
 }
 
 impl Error {
@@ -72,7 +99,9 @@ impl Error {
         match self {
             Error::Timeout { resource, .. }
             | Error::Busy { resource, .. }
-            | Error::WouldDeadlock { resource, .. } => resource,
+            | Error::WouldDeadlock { resource, .. }
+            | Error::Backend { resource, .. }
+            | Error::LeaseLost { resource, .. } => resource,
             Error::Duplicate { scope, .. } => scope,
         }
     }
@@ -83,7 +112,9 @@ impl Error {
             Error::Timeout { key, .. }
             | Error::Busy { key, .. }
             | Error::Duplicate { key, .. }
-            | Error::WouldDeadlock { key, .. } => key.as_deref(),
+            | Error::WouldDeadlock { key, .. }
+            | Error::Backend { key, .. }
+            | Error::LeaseLost { key, .. } => key.as_deref(),
         }
     }
 
@@ -105,6 +136,16 @@ impl Error {
     /// Whether this is [`Error::WouldDeadlock`].
     pub fn is_would_deadlock(&self) -> bool {
         matches!(self, Error::WouldDeadlock { .. })
+    }
+
+    /// Whether this is [`Error::Backend`].
+    pub fn is_backend(&self) -> bool {
+        matches!(self, Error::Backend { .. })
+    }
+
+    /// Whether this is [`Error::LeaseLost`].
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self, Error::LeaseLost { .. })
     }
 }
 
@@ -178,6 +219,26 @@ impl fmt::Display for Error {
                      call the inner code through an unannotated function)",
                 )
             }
+            Error::Backend {
+                backend,
+                resource,
+                key,
+                access,
+                message,
+            } => write!(
+                f,
+                "the {backend} backend could not be asked for the {access} lock on {}: {message}",
+                Target(resource, key.as_deref())
+            ),
+            Error::LeaseLost {
+                backend,
+                resource,
+                key,
+            } => write!(
+                f,
+                "the {backend} backend lost the lock on {}: another holder may have it now",
+                Target(resource, key.as_deref())
+            ),
         }
     }
 }

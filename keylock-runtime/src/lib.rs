@@ -141,6 +141,7 @@ mod observe;
 
 // The layers, lowest first; a module imports only from those above it in
 // this list (the public handles `Resource` and `Keyed` name each other).
+mod backend;
 mod dedup;
 mod entry;
 mod key_map;
@@ -158,6 +159,9 @@ mod wait_for;
 pub mod __private;
 
 pub use access::Access;
+#[cfg(unix)]
+pub use backend::FileBackend;
+pub use backend::{Backend, BackendError, BoxFuture, Lease, Target};
 pub use clock::ManualClock;
 pub use dedup::{Claim, Dedup, DedupOptions, DEFAULT_CAPACITY, DEFAULT_TTL};
 pub use error::Error;

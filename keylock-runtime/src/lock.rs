@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::access::Access;
+use crate::backend::{self, BoxFuture, Failures, Lease};
 use crate::entry::{EntryKey, LockEntry, QueuedWait, ResourceInfo};
 use crate::error::Error;
 use crate::observe::{tracing_out, LockEvent, OperationKind, Role};
@@ -268,15 +269,33 @@ impl Lock {
             wait: WaitState::Start,
             location,
             waiting: None,
+            backend_tier: true,
+            remote: None,
             _guard: PhantomData,
         }
+    }
+
+    /// [`acquire`](Self::acquire), of the in-process lock only: the caller
+    /// takes the backend's lock itself, if any.
+    fn acquire_local(self, access: Access, location: &'static Location<'static>) -> Acquire<Held> {
+        let mut acquisition = self.acquire(access, location);
+        acquisition.backend_tier = false;
+        acquisition
     }
 
     /// Blocks until the lock is held, consuming this handle into the hold.
     #[inline]
     pub(crate) fn acquire_blocking(self, access: Access, caller: Caller) -> Held {
         let contention = self.wait_untimed(access, caller);
-        self.acquired(access, contention, caller)
+        let mut held = self.acquired(access, contention, caller);
+        if held.lock.entry.resource().backend().is_some() {
+            // Without a deadline, backend failures are retried: no error
+            // can leave.
+            if let Err(Unacquired::Backend(error)) = held.take_backend_blocking(None) {
+                unreachable!("backend failures are retried without a deadline: {error}");
+            }
+        }
+        held
     }
 
     /// Blocks for the lock without a deadline.
@@ -284,7 +303,7 @@ impl Lock {
     fn wait_untimed(&self, access: Access, caller: Caller) -> Contention {
         match self.wait_blocking(access, None, caller) {
             Ok(contention) => contention,
-            Err(Unacquired::WouldDeadlock(error)) => panic!("{error}"),
+            Err(Unacquired::WouldDeadlock(error) | Unacquired::Backend(error)) => panic!("{error}"),
             Err(Unacquired::TimedOut) => {
                 unreachable!("an acquisition without deadline cannot time out")
             }
@@ -403,23 +422,36 @@ impl Lock {
 
     pub(crate) fn try_acquire(self, access: Access, caller: Caller) -> Result<Held, Error> {
         if self.entry.raw().try_acquire(access) {
-            Ok(self.acquired(access, Contention::Uncontended, caller))
+            let held = self.acquired(access, Contention::Uncontended, caller);
+            if held.lock.entry.resource().backend().is_some() {
+                return held.try_backend(caller.location);
+            }
+            Ok(held)
         } else {
+            Err(self.busy(access, caller.location))
+        }
+    }
+
+    /// Counts, logs and describes a non-waiting acquisition that found the
+    /// lock held.
+    #[cold]
+    fn busy(&self, access: Access, location: &'static Location<'static>) -> Error {
+        {
             self.entry.resource().record(LockEvent::Busy);
             if let Some(live) = self.entry.resource().live() {
                 live.log(
                     OperationKind::Busy,
                     self.entry.key_debug(),
                     access,
-                    caller.location,
+                    location,
                     None,
                 );
             }
-            Err(Error::Busy {
+            Error::Busy {
                 resource: self.entry.resource().name().to_owned(),
                 key: self.entry.key_debug(),
                 access,
-            })
+            }
         }
     }
 
@@ -439,10 +471,29 @@ impl Lock {
         }
         let started = Instant::now();
         let lock = self.clone();
-        match timer::timeout(timeout, self.acquire::<Held>(access, caller.location)).await {
-            Some(held) => Ok(held),
-            None => Err(lock.timed_out(access, caller.location, started.elapsed())),
+        let mut held =
+            match timer::timeout(timeout, self.acquire_local(access, caller.location)).await {
+                Some(held) => held,
+                None => return Err(lock.timed_out(access, caller.location, started.elapsed())),
+            };
+        if let Some(backend) = held.lock.entry.resource().backend() {
+            let wait = backend::acquire(
+                Arc::clone(backend),
+                held.lock.entry.target(),
+                access,
+                Failures::Report,
+            );
+            let left = timeout.saturating_sub(started.elapsed());
+            match timer::timeout(left, wait).await {
+                Some(Ok(lease)) => held.attach(lease),
+                Some(Err(error)) => return Err(error),
+                None => {
+                    drop(held);
+                    return Err(lock.timed_out(access, caller.location, started.elapsed()));
+                }
+            }
         }
+        Ok(held)
     }
 
     pub(crate) fn acquire_blocking_timeout(
@@ -458,7 +509,7 @@ impl Lock {
             Err((lock, Unacquired::TimedOut)) => {
                 Err(lock.timed_out(access, caller.location, started.elapsed()))
             }
-            Err((_, Unacquired::WouldDeadlock(error))) => Err(error),
+            Err((_, Unacquired::WouldDeadlock(error) | Unacquired::Backend(error))) => Err(error),
         }
     }
 
@@ -472,7 +523,17 @@ impl Lock {
         caller: Caller,
     ) -> Result<Held, (Lock, Unacquired)> {
         match self.wait_blocking(access, deadline, caller) {
-            Ok(contention) => Ok(self.acquired(access, contention, caller)),
+            Ok(contention) => {
+                let lock = self.clone();
+                let mut held = self.acquired(access, contention, caller);
+                if held.lock.entry.resource().backend().is_some() {
+                    if let Err(why) = held.take_backend_blocking(deadline) {
+                        drop(held);
+                        return Err((lock, why));
+                    }
+                }
+                Ok(held)
+            }
             Err(why) => Err((self, why)),
         }
     }
@@ -586,6 +647,7 @@ impl Lock {
             since,
             live,
             location,
+            lease: None,
         }
     }
 }
@@ -608,16 +670,20 @@ impl Drop for CountedWait<'_> {
 pub(crate) enum Unacquired {
     TimedOut,
     WouldDeadlock(Error),
+    /// The resource's backend could not be asked.
+    Backend(Error),
 }
 
-/// What a hold records beyond the counters: its start, for hold times,
-/// and its entry in the live view. Boxed, so that a guard stays small when
-/// neither is configured.
+/// What a hold keeps beyond the counters: its start, for hold times, its
+/// entry in the live view, and its backend lease. Boxed, so that a guard
+/// stays small when none of these is configured.
 struct HoldWatch {
     since: Option<Instant>,
     live: Option<u64>,
     /// Where the lock was taken, to name the holder.
     location: &'static Location<'static>,
+    /// The backend's grant, for a resource bound to a backend.
+    lease: Option<Box<dyn Lease>>,
 }
 
 /// A held lock; releases on drop. The one place every release passes
@@ -635,6 +701,119 @@ impl Held {
     /// The lock held.
     pub(crate) fn lock(&self) -> &Lock {
         &self.lock
+    }
+
+    /// The backend's grant, if the resource is bound to a backend.
+    fn lease(&self) -> Option<&dyn Lease> {
+        self.watch.as_ref()?.lease.as_deref()
+    }
+
+    /// The backend's fencing token for this hold.
+    pub(crate) fn fence(&self) -> Option<u64> {
+        self.lease().map(Lease::fence)
+    }
+
+    /// Whether the lock is still held: in-process locks always are; a
+    /// backend's lock while its lease is valid.
+    pub(crate) fn is_valid(&self) -> bool {
+        self.lease().is_none_or(Lease::is_valid)
+    }
+
+    /// [`Error::LeaseLost`] if the backend lost the lock.
+    pub(crate) fn check_lease(&self) -> Result<(), Error> {
+        if self.is_valid() {
+            Ok(())
+        } else {
+            Err(self.lease_lost())
+        }
+    }
+
+    #[cold]
+    fn lease_lost(&self) -> Error {
+        let entry = &self.lock.entry;
+        Error::LeaseLost {
+            backend: entry
+                .resource()
+                .backend()
+                .map_or("in-process", |backend| backend.name())
+                .to_owned(),
+            resource: entry.resource().name().to_owned(),
+            key: entry.key_debug(),
+        }
+    }
+
+    /// Keeps the backend's grant with the hold.
+    #[cold]
+    fn attach(&mut self, lease: Box<dyn Lease>) {
+        let location = Location::caller();
+        self.watch
+            .get_or_insert_with(|| {
+                Box::new(HoldWatch {
+                    since: None,
+                    live: None,
+                    location,
+                    lease: None,
+                })
+            })
+            .lease = Some(lease);
+    }
+
+    /// Takes the backend's lock, blocking until `deadline` if any.
+    #[cold]
+    fn take_backend_blocking(&mut self, deadline: Option<Instant>) -> Result<(), Unacquired> {
+        let Some(backend) = self.lock.entry.resource().backend().cloned() else {
+            return Ok(());
+        };
+        let target = self.lock.entry.target();
+        let failures = match deadline {
+            Some(_) => Failures::Report,
+            None => Failures::Retry,
+        };
+        // Another process holds it, never this one: the wait cannot be
+        // for a task of this thread's runtime.
+        let granted = runtime_thread::block_bounded(|| {
+            backend::acquire_blocking(&*backend, &target, self.access, deadline, failures)
+        });
+        match granted {
+            Ok(Some(lease)) => {
+                self.attach(lease);
+                Ok(())
+            }
+            Ok(None) => Err(Unacquired::TimedOut),
+            Err(error) => Err(Unacquired::Backend(error)),
+        }
+    }
+
+    /// Takes the backend's lock if no other process holds it.
+    #[cold]
+    fn try_backend(mut self, location: &'static Location<'static>) -> Result<Held, Error> {
+        let Some(backend) = self.lock.entry.resource().backend().cloned() else {
+            return Ok(self);
+        };
+        let target = self.lock.entry.target();
+        match backend::try_once(&*backend, &target, self.access) {
+            Ok(Some(lease)) => {
+                self.attach(lease);
+                Ok(self)
+            }
+            Ok(None) => {
+                let (lock, access) = (self.lock.clone(), self.access);
+                drop(self);
+                Err(lock.busy(access, location))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Releases the backend's lock, counting it if it was lost.
+    #[cold]
+    fn release_lease(&self, lease: Box<dyn Lease>) {
+        if !lease.is_valid() {
+            let error = self.lease_lost();
+            self.lock.entry.resource().record(LockEvent::LeaseLost);
+            tracing_out::lease_lost(&error);
+        }
+        drop(lease);
     }
 
     #[cold]
@@ -673,6 +852,11 @@ impl Drop for Held {
     fn drop(&mut self) {
         if self.recorded {
             self.lock.entry.forget_holder(self.access);
+        }
+        // The backend's lock first, so that the next holder in this
+        // process can take it at once.
+        if let Some(lease) = self.watch.as_mut().and_then(|watch| watch.lease.take()) {
+            self.release_lease(lease);
         }
         self.lock.entry.raw().release(self.access);
         if let Some(watch) = self.watch.take() {
@@ -724,7 +908,19 @@ pub struct Acquire<G> {
     location: &'static Location<'static>,
     /// Counted as queued (and listed in the live view) while it waits.
     waiting: Option<Queued>,
+    /// Whether the acquisition also takes the backend's lock, if any.
+    backend_tier: bool,
+    /// Once the in-process lock is held: the wait for the backend's.
+    remote: Option<Box<RemoteWait>>,
     _guard: PhantomData<fn() -> G>,
+}
+
+/// The second tier of an acquisition: the in-process lock is held, the
+/// backend's is asked for (retrying failures, since the guard is the
+/// result). Dropping it releases the in-process lock and asks no more.
+struct RemoteWait {
+    held: Held,
+    wait: BoxFuture<'static, Result<Box<dyn Lease>, Error>>,
 }
 
 impl<G> fmt::Debug for Acquire<G> {
@@ -777,6 +973,9 @@ impl<G: FromHeld> Future for Acquire<G> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<G> {
         let this = self.get_mut();
+        if this.remote.is_some() {
+            return this.poll_remote(cx).map(G::from_held);
+        }
         let Some(lock) = this.lock.as_ref() else {
             panic!("`Acquire` polled after completion");
         };
@@ -801,11 +1000,46 @@ impl<G: FromHeld> Future for Acquire<G> {
                 let Some(lock) = this.lock.take() else {
                     unreachable!("checked above");
                 };
-                Poll::Ready(G::from_held(lock.acquired(
-                    this.access,
-                    contention,
-                    Caller::api(this.location),
-                )))
+                let held = lock.acquired(this.access, contention, Caller::api(this.location));
+                if this.backend_tier {
+                    if let Some(backend) = held.lock.entry.resource().backend() {
+                        this.remote = Some(Box::new(RemoteWait {
+                            wait: Box::pin(backend::acquire(
+                                Arc::clone(backend),
+                                held.lock.entry.target(),
+                                this.access,
+                                Failures::Retry,
+                            )),
+                            held,
+                        }));
+                        return this.poll_remote(cx).map(G::from_held);
+                    }
+                }
+                Poll::Ready(G::from_held(held))
+            }
+        }
+    }
+}
+
+impl<G> Acquire<G> {
+    /// Polls the wait for the backend's lock.
+    #[cold]
+    fn poll_remote(&mut self, cx: &mut Context<'_>) -> Poll<Held> {
+        let Some(remote) = self.remote.as_mut() else {
+            unreachable!("called with a remote wait");
+        };
+        match remote.wait.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(granted) => {
+                let Some(remote) = self.remote.take() else {
+                    unreachable!("checked above");
+                };
+                let RemoteWait { mut held, .. } = *remote;
+                match granted {
+                    Ok(lease) => held.attach(lease),
+                    Err(error) => unreachable!("backend failures are retried here: {error}"),
+                }
+                Poll::Ready(held)
             }
         }
     }
@@ -842,6 +1076,34 @@ macro_rules! guard {
             /// Releases the lock now; the same as dropping the guard.
             pub fn unlock(self) {
                 drop(self);
+            }
+
+            /// The backend's fencing token for this grant: greater than
+            /// that of every earlier grant of the lock, in any process.
+            /// Pass it with each write to the store the lock protects, and
+            /// have the store refuse a token lower than one it has seen.
+            /// `None` when the resource is not bound to a backend (within
+            /// one process, exclusion needs no fence).
+            pub fn fence(&self) -> Option<u64> {
+                self.held.fence()
+            }
+
+            /// Whether the lock is still held. Always true in-process; for
+            /// a resource bound to a backend, false once the backend lost
+            /// the grant (for the file backend: its lock file was removed
+            /// from outside), so that another holder may have it.
+            pub fn is_valid(&self) -> bool {
+                self.held.is_valid()
+            }
+
+            /// `Ok` while the lock is held, [`Error::LeaseLost`] once the
+            /// backend lost it; for a `?` before each write.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::LeaseLost`], as described in [`is_valid`](Self::is_valid).
+            pub fn check(&self) -> Result<(), Error> {
+                self.held.check_lease()
             }
         }
 

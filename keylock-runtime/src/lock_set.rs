@@ -272,7 +272,9 @@ impl LockSet {
                     drop(taken);
                     return Err(lock.timed_out(access, caller.location, started.elapsed()));
                 }
-                Err((_, Unacquired::WouldDeadlock(error))) => return Err(error),
+                Err((_, Unacquired::WouldDeadlock(error) | Unacquired::Backend(error))) => {
+                    return Err(error)
+                }
             }
         }
         Ok(taken)

@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::access::Access;
+use crate::backend::Backend;
 use crate::clock::{Clock, ManualClock};
 use crate::dedup::{Dedup, DedupOptions, ErasedDedup};
 use crate::entry::Settings;
@@ -70,6 +71,8 @@ struct Inner {
     dedup: Mutex<HashMap<Arc<str>, NamedScope>>,
     /// Deadlocks the watchdog reported, if it runs.
     deadlocks_reported: AtomicU64,
+    /// The resources bound to a backend, by name.
+    backends: HashMap<Arc<str>, Arc<dyn Backend>>,
 }
 
 /// A dedup scope under its name, with the one key type it was created for.
@@ -131,6 +134,7 @@ impl Registry {
             self_deadlock_check: true,
             watchdog: None,
             clock: Clock::System,
+            backends: HashMap::new(),
         }
     }
 
@@ -154,7 +158,12 @@ impl Registry {
             return Resource::from_core(Arc::clone(core));
         }
         let name: Arc<str> = Arc::from(name);
-        let core = Arc::new(ResourceCore::new(Arc::clone(&name), self.inner.settings));
+        let backend = self.inner.backends.get(&name).cloned();
+        let core = Arc::new(ResourceCore::new(
+            Arc::clone(&name),
+            self.inner.settings,
+            backend,
+        ));
         resources.insert(name, Arc::clone(&core));
         Resource::from_core(core)
     }
@@ -386,6 +395,7 @@ pub struct RegistryBuilder {
     self_deadlock_check: bool,
     watchdog: Option<Duration>,
     clock: Clock,
+    backends: HashMap<Arc<str>, Arc<dyn Backend>>,
 }
 
 impl RegistryBuilder {
@@ -509,6 +519,31 @@ impl RegistryBuilder {
         }
     }
 
+    /// Binds the resource `name` to `backend`, so that its locks, its own
+    /// and every key's, are shared with every process that binds it to the
+    /// same backend (for a [`FileBackend`](crate::FileBackend), the same
+    /// directory). Annotated functions and handles do not change. Binding
+    /// a name again replaces the earlier binding. Resources not bound stay
+    /// in this process and pay nothing for the feature.
+    ///
+    /// Callers in this process queue on the in-process lock first; only
+    /// its holder asks the backend, retrying with backoff (50 µs doubling
+    /// up to 2 ms) while another process holds the lock. Timeouts and
+    /// `on_busy = "skip"` cover both waits. Each guard then carries the
+    /// backend's fencing token ([`WriteGuard::fence`](crate::WriteGuard::fence)).
+    ///
+    /// When the backend cannot be asked (an I/O error, an unreachable
+    /// server), a timed or non-waiting acquisition fails with
+    /// [`Error::Backend`](crate::Error::Backend); an acquisition that waits
+    /// without a timeout cannot return an error, so it logs a `tracing`
+    /// warning and tries again, with backoff from 10 ms up to 1 s.
+    ///
+    /// See the README's "Across processes" section for an example.
+    pub fn backend(mut self, name: &str, backend: impl Backend) -> Self {
+        self.backends.insert(Arc::from(name), Arc::new(backend));
+        self
+    }
+
     /// Creates the registry.
     pub fn build(self) -> Registry {
         let registry = Registry {
@@ -527,6 +562,7 @@ impl RegistryBuilder {
                 clock: self.clock,
                 dedup: Mutex::new(HashMap::new()),
                 deadlocks_reported: AtomicU64::new(0),
+                backends: self.backends,
             }),
         };
         if let Some(interval) = self.watchdog {

@@ -6,6 +6,7 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::access::Access;
+use crate::backend::Backend;
 use crate::entry::{EntryKey, LockEntry, ResourceInfo, Settings, Unkeyed};
 use crate::key::{Key, LockKey};
 use crate::key_map::{ErasedKeyMap, KeyMap};
@@ -44,8 +45,12 @@ enum Shape {
 }
 
 impl ResourceCore {
-    pub(crate) fn new(name: Arc<str>, settings: Settings) -> Self {
-        let info = Arc::new(ResourceInfo::new(name, settings));
+    pub(crate) fn new(
+        name: Arc<str>,
+        settings: Settings,
+        backend: Option<Arc<dyn Backend>>,
+    ) -> Self {
+        let info = Arc::new(ResourceInfo::new(name, settings, backend));
         ResourceCore {
             own: Arc::new(LockEntry::new(info, Unkeyed)),
             whole: AtomicBool::new(false),

@@ -34,6 +34,8 @@ pub(crate) enum LockEvent {
     Held(Duration),
     /// A queued acquisition passed the slow-wait threshold and still waits.
     LongWait,
+    /// A guard's backend lock was found lost when it was released.
+    LeaseLost,
 }
 
 /// One stripe of counters, on a cache line of its own.
@@ -48,6 +50,7 @@ struct CounterStripe {
     panics: AtomicU64,
     errors: AtomicU64,
     long_waits: AtomicU64,
+    leases_lost: AtomicU64,
 }
 
 impl CounterStripe {
@@ -107,6 +110,7 @@ impl Counters {
             LockEvent::PanickedWhileHeld => &stripe.panics,
             LockEvent::FailedWhileHeld => &stripe.errors,
             LockEvent::LongWait => &stripe.long_waits,
+            LockEvent::LeaseLost => &stripe.leases_lost,
             LockEvent::Held(_) => return,
         };
         slot.increment(counter);
@@ -130,6 +134,7 @@ impl Counters {
             panics_while_held: self.sum(|s| &s.panics),
             errors_while_held: self.sum(|s| &s.errors),
             long_waits: self.sum(|s| &s.long_waits),
+            leases_lost: self.sum(|s| &s.leases_lost),
             wait: self.wait.snapshot(),
             hold: self.hold.snapshot(),
             holders: occupancy.holders,

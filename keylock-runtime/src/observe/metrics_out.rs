@@ -31,6 +31,9 @@ pub(crate) fn event(resource: &Arc<str>, event: LockEvent) {
         LockEvent::LongWait => {
             metrics::counter!("keylock_long_waits_total", "resource" => name()).increment(1);
         }
+        LockEvent::LeaseLost => {
+            metrics::counter!("keylock_leases_lost_total", "resource" => name()).increment(1);
+        }
         LockEvent::Busy => {
             metrics::counter!("keylock_busy_total", "resource" => name()).increment(1);
         }

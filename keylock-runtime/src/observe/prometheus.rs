@@ -66,7 +66,7 @@ fn acquisitions(out: &mut String, resources: &[ResourceStats]) {
 
 /// The counters and gauges with one sample per resource.
 fn per_resource(out: &mut String, resources: &[ResourceStats]) {
-    let per_resource: [Metric; 11] = [
+    let per_resource: [Metric; 12] = [
         (
             "keylock_errors_while_held_total",
             "counter",
@@ -96,6 +96,12 @@ fn per_resource(out: &mut String, resources: &[ResourceStats]) {
             "counter",
             "Acquisitions still queued past the slow-wait threshold.",
             |r| r.long_waits,
+        ),
+        (
+            "keylock_leases_lost_total",
+            "counter",
+            "Backend locks found lost when their guard was released.",
+            |r| r.leases_lost,
         ),
         (
             "keylock_busy_total",

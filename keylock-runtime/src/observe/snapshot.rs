@@ -33,6 +33,9 @@ pub struct ResourceStats {
     /// threshold ([`slow_wait_warning`](crate::RegistryBuilder::slow_wait_warning)),
     /// counted at that moment, whether they got the lock later or not.
     pub long_waits: u64,
+    /// Guards of a resource bound to a backend whose backend lock was
+    /// found lost when they were released.
+    pub leases_lost: u64,
     /// How long contended acquisitions waited.
     pub wait: Distribution,
     /// How long guards were held; empty unless the registry was built with

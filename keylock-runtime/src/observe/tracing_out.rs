@@ -191,3 +191,28 @@ pub(crate) fn watchdog_failed(error: &std::io::Error) {
 
 #[cfg(not(feature = "tracing"))]
 pub(crate) fn watchdog_failed(_: &std::io::Error) {}
+
+/// A backend could not be asked for a lock whose caller cannot be given
+/// the error; the wait tries again after `pause`.
+#[cfg(feature = "tracing")]
+pub(crate) fn backend_retry(error: &Error, pause: Duration) {
+    tracing::warn!(
+        target: "keylock",
+        resource = error.resource(),
+        key = error.key(),
+        retry_in_ms = pause.as_secs_f64() * 1e3,
+        "{error}; trying again"
+    );
+}
+
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn backend_retry(_: &Error, _: Duration) {}
+
+/// A guard's backend lock was found lost when it was released.
+#[cfg(feature = "tracing")]
+pub(crate) fn lease_lost(error: &Error) {
+    tracing::error!(target: "keylock", resource = error.resource(), key = error.key(), "{error}");
+}
+
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn lease_lost(_: &Error) {}

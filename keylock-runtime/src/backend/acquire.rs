@@ -1,0 +1,178 @@
+//! How keylock waits for a backend: one attempt at a time, with backoff
+//! between attempts, so that a waiter holds nothing in the backend and a
+//! cancelled or timed-out wait leaves nothing behind.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use super::{Backend, BackendError, Lease, Target};
+use crate::access::Access;
+use crate::error::Error;
+use crate::observe::tracing_out;
+use crate::timer;
+
+/// The first pause after the backend said "held elsewhere"; it doubles up
+/// to [`BUSY_PAUSE_MAX`]. Short, because a holder in another process may
+/// release at any moment; bounded, so that a waiter costs the backend at
+/// most one attempt per [`BUSY_PAUSE_MAX`].
+const BUSY_PAUSE_MIN: Duration = Duration::from_micros(50);
+const BUSY_PAUSE_MAX: Duration = Duration::from_millis(2);
+
+/// The first pause after the backend could not be asked; it doubles up to
+/// [`FAILURE_PAUSE_MAX`].
+const FAILURE_PAUSE_MIN: Duration = Duration::from_millis(10);
+const FAILURE_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// What a wait does when the backend cannot be asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Failures {
+    /// Returns [`Error::Backend`]: the caller can report it (a timed or
+    /// non-waiting acquisition).
+    Report,
+    /// Warns and tries again with backoff: the caller cannot report it (an
+    /// acquisition whose result is the guard itself).
+    Retry,
+}
+
+/// The pauses between attempts.
+struct Backoff {
+    busy: Duration,
+    failure: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff {
+            busy: BUSY_PAUSE_MIN,
+            failure: FAILURE_PAUSE_MIN,
+        }
+    }
+
+    fn after_busy(&mut self) -> Duration {
+        let pause = self.busy;
+        self.busy = (self.busy * 2).min(BUSY_PAUSE_MAX);
+        pause
+    }
+
+    fn after_failure(&mut self) -> Duration {
+        let pause = self.failure;
+        self.failure = (self.failure * 2).min(FAILURE_PAUSE_MAX);
+        pause
+    }
+}
+
+/// Waits until `backend` grants `target`, as a future that holds nothing
+/// in the backend between attempts: dropping it cancels the wait cleanly.
+pub(crate) async fn acquire(
+    backend: Arc<dyn Backend>,
+    target: Target,
+    access: Access,
+    failures: Failures,
+) -> Result<Box<dyn Lease>, Error> {
+    let mut backoff = Backoff::new();
+    loop {
+        let pause = match backend.try_lock(&target, access).await {
+            Ok(Some(lease)) => return Ok(lease),
+            Ok(None) => backoff.after_busy(),
+            Err(cause) => {
+                let error = describe(&*backend, &target, access, &cause);
+                if failures == Failures::Report {
+                    return Err(error);
+                }
+                let pause = backoff.after_failure();
+                tracing_out::backend_retry(&error, pause);
+                pause
+            }
+        };
+        // keylock's own timer: works on any executor.
+        timer::timeout(pause, std::future::pending::<()>()).await;
+    }
+}
+
+/// Blocks until `backend` grants `target` or `deadline` passes (`Ok(None)`).
+pub(crate) fn acquire_blocking(
+    backend: &dyn Backend,
+    target: &Target,
+    access: Access,
+    deadline: Option<Instant>,
+    failures: Failures,
+) -> Result<Option<Box<dyn Lease>>, Error> {
+    let mut backoff = Backoff::new();
+    loop {
+        let pause = match block_on(backend.try_lock(target, access)) {
+            Ok(Some(lease)) => return Ok(Some(lease)),
+            Ok(None) => backoff.after_busy(),
+            Err(cause) => {
+                let error = describe(backend, target, access, &cause);
+                if failures == Failures::Report {
+                    return Err(error);
+                }
+                let pause = backoff.after_failure();
+                tracing_out::backend_retry(&error, pause);
+                pause
+            }
+        };
+        let pause = match deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(None);
+                }
+                pause.min(left)
+            }
+            None => pause,
+        };
+        std::thread::sleep(pause);
+    }
+}
+
+/// One attempt, from a thread that may block for its length.
+pub(crate) fn try_once(
+    backend: &dyn Backend,
+    target: &Target,
+    access: Access,
+) -> Result<Option<Box<dyn Lease>>, Error> {
+    block_on(backend.try_lock(target, access))
+        .map_err(|cause| describe(backend, target, access, &cause))
+}
+
+/// The error for a backend that could not be asked.
+fn describe(backend: &dyn Backend, target: &Target, access: Access, cause: &BackendError) -> Error {
+    Error::Backend {
+        backend: backend.name().to_owned(),
+        resource: target.resource().to_owned(),
+        key: target.key().map(str::to_owned),
+        access,
+        message: cause.to_string(),
+    }
+}
+
+/// Runs a backend's future to completion on this thread. A file backend's
+/// attempt is ready at once; a network backend's parks the thread until its
+/// reply arrives.
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    let mut future = pin!(future);
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}

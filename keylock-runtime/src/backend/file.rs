@@ -1,0 +1,501 @@
+//! The file backend: OS advisory file locks (`flock`), so that processes on
+//! one host share locks.
+//!
+//! One lock file per resource and key, in a directory the application
+//! names. A lock file's name is derived from the resource and key: at most
+//! 40 readable characters of each (letters, digits, `-` and `_`; anything
+//! else becomes `_`) and a 128-bit hash of the exact pair, so no key can
+//! reach outside the directory, and two keys share a file only if their
+//! hashes collide, which would only make them wait for each other.
+//!
+//! Lock files do not pile up: a releasing holder that is the file's only
+//! holder removes it while it still holds it. A process that opens the
+//! file and locks it checks afterwards that the path still names the file
+//! it locked, and starts over if not, so removal never lets two holders
+//! lock two different files for one key. Files left by processes that were
+//! killed while holding are removed by the next holder of the same key, or
+//! by [`FileBackend::remove_idle`].
+//!
+//! Fencing tokens come from one counter file in the directory
+//! (`keylock.fence`), incremented under its own short lock on every grant,
+//! so tokens increase across every key and process of the directory. The
+//! counter survives crashed processes; it is not synced to disk on every
+//! grant, so a power loss may lose its last increments.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use super::{Backend, BackendError, BoxFuture, Lease, Target};
+use crate::access::Access;
+use crate::sync::{self, Mutex};
+
+/// The counter file of fencing tokens.
+const FENCE_FILE: &str = "keylock.fence";
+/// The suffix of lock files, and only of them.
+const LOCK_SUFFIX: &str = ".lock";
+/// Readable characters kept of a resource name, and of a key.
+const READABLE: usize = 40;
+/// Attempts at the fence counter's lock before the grant is given up as
+/// busy (the counter is held for a read and a write, microseconds).
+const FENCE_ATTEMPTS: u32 = 200;
+
+/// Locks shared by the processes of one host, through OS file locks in a
+/// directory.
+///
+/// The kernel releases a file lock when its holder exits, also when it is
+/// killed, so a crashed holder never keeps a lock. Shared (read) and
+/// exclusive (write) locks are both supported. Works on local file
+/// systems; network file systems differ in how they honour `flock`.
+///
+/// # Example
+///
+/// ```
+/// use keylock_runtime::{FileBackend, Registry};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("keylock-doc-{}", std::process::id()));
+/// let registry = Registry::builder()
+///     .backend("jobs", FileBackend::new(&dir)?)
+///     .build();
+/// let jobs = registry.keyed::<u64>("jobs");
+/// let guard = jobs.write_blocking(&7);
+/// // Every process on this host that binds "jobs" to the same directory
+/// // now waits for this guard; the token orders its writes.
+/// assert!(guard.fence().is_some());
+/// # drop(guard);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct FileBackend {
+    dir: PathBuf,
+    /// The fence counter file, opened once. `flock` excludes open files,
+    /// not threads, so the threads of this process take turns by this
+    /// mutex.
+    fences: Mutex<File>,
+}
+
+impl fmt::Debug for FileBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileBackend")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl FileBackend {
+    /// A backend keeping its lock files in `dir`, created if missing.
+    /// Every process that should share locks names the same directory.
+    ///
+    /// # Errors
+    ///
+    /// If the directory cannot be created, or its fence counter file cannot
+    /// be opened for writing.
+    pub fn new(dir: impl AsRef<Path>) -> io::Result<FileBackend> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).map_err(|error| in_path(&dir, error))?;
+        let fence_path = dir.join(FENCE_FILE);
+        let fences = open(&fence_path)?;
+        Ok(FileBackend {
+            dir,
+            fences: Mutex::new(fences),
+        })
+    }
+
+    /// The directory of the lock files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The lock file of `target`, in [`dir`](Self::dir).
+    pub fn path_of(&self, target: &Target) -> PathBuf {
+        self.dir.join(file_name(target))
+    }
+
+    /// Removes the lock files no process holds, such as those left by
+    /// processes that were killed while holding. Safe while other processes
+    /// use the directory: a file is removed only while this call holds its
+    /// lock. Returns how many were removed.
+    ///
+    /// # Errors
+    ///
+    /// If the directory cannot be read.
+    pub fn remove_idle(&self) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.dir).map_err(|error| in_path(&self.dir, error))? {
+            let Ok(entry) = entry else { continue };
+            let path = entry.path();
+            let is_lock_file = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.ends_with(LOCK_SUFFIX));
+            if !is_lock_file {
+                continue;
+            }
+            // Opening without creating: a file removed meanwhile is skipped.
+            let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
+                continue;
+            };
+            if file.try_lock().is_ok() && names_file(&path, &file) && fs::remove_file(&path).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// One attempt at `target`.
+    fn try_lock_now(&self, target: &Target, access: Access) -> io::Result<Option<FileLease>> {
+        let path = self.path_of(target);
+        let file = loop {
+            let file = open(&path)?;
+            let taken = match access {
+                Access::Write => file.try_lock(),
+                Access::Read => file.try_lock_shared(),
+            };
+            match taken {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Error(error)) => return Err(in_path(&path, error)),
+            }
+            // A holder may have removed the file between our open and our
+            // lock: then we locked a file no one else will ever open.
+            if names_file(&path, &file) {
+                break file;
+            }
+        };
+        let Some(fence) = self.next_fence()? else {
+            return Ok(None);
+        };
+        Ok(Some(FileLease {
+            file,
+            path,
+            access,
+            fence,
+        }))
+    }
+
+    /// The next fencing token; `None` if the counter stayed locked by other
+    /// processes (the grant is then given up as busy, and retried).
+    fn next_fence(&self) -> io::Result<Option<u64>> {
+        let fences = sync::lock(&self.fences);
+        let mut attempts = 0;
+        loop {
+            match fences.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if attempts < FENCE_ATTEMPTS => {
+                    attempts += 1;
+                    std::thread::yield_now();
+                }
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Error(error)) => {
+                    return Err(in_path(&self.dir.join(FENCE_FILE), error))
+                }
+            }
+        }
+        let counted = (|| {
+            let mut bytes = [0u8; 8];
+            let read = fences.read_at(&mut bytes, 0)?;
+            let last = if read == bytes.len() {
+                u64::from_le_bytes(bytes)
+            } else {
+                0
+            };
+            let next = last + 1;
+            fences.write_all_at(&next.to_le_bytes(), 0)?;
+            Ok(next)
+        })();
+        let _ = fences.unlock();
+        counted
+            .map(Some)
+            .map_err(|error| in_path(&self.dir.join(FENCE_FILE), error))
+    }
+}
+
+impl Backend for FileBackend {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+
+    fn try_lock<'a>(
+        &'a self,
+        target: &'a Target,
+        access: Access,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn Lease>>, BackendError>> {
+        // Local file operations: done at once, never waiting for a holder.
+        let attempt = self
+            .try_lock_now(target, access)
+            .map(|lease| lease.map(|lease| Box::new(lease) as Box<dyn Lease>))
+            .map_err(BackendError::from);
+        Box::pin(std::future::ready(attempt))
+    }
+}
+
+/// A held lock file; closing it releases the lock.
+struct FileLease {
+    file: File,
+    path: PathBuf,
+    access: Access,
+    fence: u64,
+}
+
+impl fmt::Debug for FileLease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileLease")
+            .field("path", &self.path)
+            .field("access", &self.access)
+            .field("fence", &self.fence)
+            .finish()
+    }
+}
+
+impl Lease for FileLease {
+    fn fence(&self) -> u64 {
+        self.fence
+    }
+
+    /// Still valid while the path names the locked file: removing the
+    /// directory or the file from outside would let another process lock a
+    /// new file under the same name.
+    fn is_valid(&self) -> bool {
+        names_file(&self.path, &self.file)
+    }
+}
+
+impl Drop for FileLease {
+    fn drop(&mut self) {
+        // Remove the file while holding it exclusively, so that no one is
+        // left holding a file that can no longer be found. A reader may
+        // hold it exclusively only when no one else holds it (converting
+        // may drop its shared lock: it is releasing anyway).
+        let sole = match self.access {
+            Access::Write => true,
+            Access::Read => self.file.try_lock().is_ok(),
+        };
+        if sole && names_file(&self.path, &self.file) {
+            let _ = fs::remove_file(&self.path);
+        }
+        // Closing the file releases the lock.
+    }
+}
+
+/// Opens (creating if missing) a file for locking.
+fn open(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|error| in_path(path, error))
+}
+
+/// Whether `path` still names the open `file` (same device and inode).
+fn names_file(path: &Path, file: &File) -> bool {
+    match (fs::metadata(path), file.metadata()) {
+        (Ok(named), Ok(open)) => named.dev() == open.dev() && named.ino() == open.ino(),
+        _ => false,
+    }
+}
+
+/// An I/O error that names the file.
+fn in_path(path: &Path, error: io::Error) -> io::Error {
+    io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+}
+
+/// The lock file name of `target`: readable parts and a hash of the exact
+/// pair. Deterministic across processes, builds and platforms.
+fn file_name(target: &Target) -> String {
+    let key = target.key();
+    let mut encoded = Vec::with_capacity(target.resource().len() + 17);
+    encoded.extend_from_slice(&(target.resource().len() as u64).to_le_bytes());
+    encoded.extend_from_slice(target.resource().as_bytes());
+    match key {
+        None => encoded.push(0),
+        Some(key) => {
+            encoded.push(1);
+            encoded.extend_from_slice(key.as_bytes());
+        }
+    }
+    format!(
+        "{}.{}.{:016x}{:016x}{LOCK_SUFFIX}",
+        readable(target.resource()),
+        key.map_or_else(|| "_".to_owned(), |key| readable(key.trim_matches('"'))),
+        fnv1a(&encoded, 0xcbf2_9ce4_8422_2325),
+        fnv1a(&encoded, 0x6c62_272e_07bb_0142),
+    )
+}
+
+/// At most [`READABLE`] characters of `text`, each a letter, a digit, `-`
+/// or `_`; never empty.
+fn readable(text: &str) -> String {
+    let kept: String = text
+        .chars()
+        .take(READABLE)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if kept.is_empty() {
+        "_".to_owned()
+    } else {
+        kept
+    }
+}
+
+/// 64-bit FNV-1a from `basis`: fixed, so every build agrees on file names.
+fn fnv1a(bytes: &[u8], basis: u64) -> u64 {
+    bytes.iter().fold(basis, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "keylock-file-unit-{name}-{}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn names_stay_in_the_directory_whatever_the_key() {
+        let hostile = [
+            "../../etc/passwd",
+            "/etc/passwd",
+            "..",
+            ".",
+            "",
+            "a\0b",
+            "'; DROP TABLE locks; --",
+            "CON",
+            "\u{202e}gnp.exe",
+            &"x".repeat(10_000),
+        ];
+        for key in hostile {
+            let name = file_name(&Target::new("r/../..", Some(key)));
+            assert!(!name.contains('/'), "{name}");
+            assert!(!name.contains('\0'), "{name}");
+            assert!(!name.starts_with('.'), "{name}");
+            assert!(name.len() < 200, "{}", name.len());
+            assert!(name.ends_with(LOCK_SUFFIX));
+        }
+    }
+
+    #[test]
+    fn equal_targets_share_a_name_and_different_ones_do_not() {
+        let a = file_name(&Target::new("jobs", Some("7")));
+        assert_eq!(a, file_name(&Target::new("jobs", Some("7"))));
+        // Same readable parts, different exact text.
+        assert_ne!(
+            file_name(&Target::new("jobs", Some("a/b"))),
+            file_name(&Target::new("jobs", Some("a.b")))
+        );
+        assert_ne!(
+            file_name(&Target::new("jobs", None)),
+            file_name(&Target::new("jobs", Some("_")))
+        );
+        assert_ne!(
+            file_name(&Target::new("ab", Some("c"))),
+            file_name(&Target::new("a", Some("bc")))
+        );
+    }
+
+    #[test]
+    fn names_do_not_change_between_builds() {
+        // Processes built apart must agree on every name.
+        assert_eq!(
+            file_name(&Target::new("jobs", Some("\"channel-7\""))),
+            "jobs.channel-7.c22928f43c0bfa91a369fa871f15dcda.lock"
+        );
+    }
+
+    #[test]
+    fn exclusive_excludes_and_shared_share() {
+        let dir = temp_dir("modes");
+        let backend = FileBackend::new(&dir).unwrap();
+        let target = Target::new("r", Some("1"));
+        let write = backend.try_lock_now(&target, Access::Write).unwrap().unwrap();
+        assert!(backend.try_lock_now(&target, Access::Write).unwrap().is_none());
+        assert!(backend.try_lock_now(&target, Access::Read).unwrap().is_none());
+        drop(write);
+        let read1 = backend.try_lock_now(&target, Access::Read).unwrap().unwrap();
+        let read2 = backend.try_lock_now(&target, Access::Read).unwrap().unwrap();
+        assert!(backend.try_lock_now(&target, Access::Write).unwrap().is_none());
+        drop(read1);
+        assert!(backend.try_lock_now(&target, Access::Write).unwrap().is_none());
+        drop(read2);
+        assert!(backend.try_lock_now(&target, Access::Write).unwrap().is_some());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn released_files_are_removed_and_fences_increase() {
+        let dir = temp_dir("cleanup");
+        let backend = FileBackend::new(&dir).unwrap();
+        let mut last = 0;
+        for key in 0..20 {
+            let target = Target::new("r", Some(&key.to_string()));
+            let lease = backend.try_lock_now(&target, Access::Write).unwrap().unwrap();
+            assert!(lease.fence > last);
+            last = lease.fence;
+            assert!(backend.path_of(&target).exists());
+            assert!(lease.is_valid());
+            drop(lease);
+            assert!(!backend.path_of(&target).exists());
+        }
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [FENCE_FILE]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_lease_whose_file_was_removed_from_outside_is_invalid() {
+        let dir = temp_dir("invalid");
+        let backend = FileBackend::new(&dir).unwrap();
+        let target = Target::new("r", None);
+        let lease = backend.try_lock_now(&target, Access::Write).unwrap().unwrap();
+        fs::remove_file(backend.path_of(&target)).unwrap();
+        assert!(!lease.is_valid());
+        // A new holder gets a new file, and the invalid lease does not
+        // remove it on release.
+        let next = backend.try_lock_now(&target, Access::Write).unwrap().unwrap();
+        drop(lease);
+        assert!(backend.path_of(&target).exists());
+        assert!(next.is_valid());
+        drop(next);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn remove_idle_keeps_held_files() {
+        let dir = temp_dir("idle");
+        let backend = FileBackend::new(&dir).unwrap();
+        let held = Target::new("r", Some("held"));
+        let lease = backend.try_lock_now(&held, Access::Write).unwrap().unwrap();
+        // A file left behind, as by a killed holder.
+        let left = backend.path_of(&Target::new("r", Some("left")));
+        File::create(&left).unwrap();
+        assert_eq!(backend.remove_idle().unwrap(), 1);
+        assert!(!left.exists());
+        assert!(backend.path_of(&held).exists());
+        assert!(lease.is_valid());
+        drop(lease);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

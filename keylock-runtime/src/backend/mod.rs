@@ -1,0 +1,132 @@
+//! Backends: where the locks of a resource live when they must be shared
+//! beyond this process.
+//!
+//! A resource bound to a [`Backend`] (see
+//! [`RegistryBuilder::backend`](crate::RegistryBuilder::backend)) keeps its
+//! in-process lock, and adds a second tier: callers of one process queue on
+//! the in-process lock as before, and only the caller that holds it asks
+//! the backend, so waiting, fairness, timeouts, cancellation and statistics
+//! stay local and exact. A backend only has to make one attempt that never
+//! waits ([`Backend::try_lock`]); keylock does the waiting (retries with
+//! backoff), the timeouts and the cancellation.
+//!
+//! Each grant is a [`Lease`]: it carries a fencing token and says whether
+//! it is still valid, and dropping it releases the lock in the backend.
+
+mod acquire;
+#[cfg(unix)]
+mod file;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::access::Access;
+
+pub(crate) use acquire::{acquire, acquire_blocking, try_once, Failures};
+#[cfg(unix)]
+pub use file::FileBackend;
+
+/// A boxed future, as backends return them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a backend reports when it cannot answer: unreachable, refused,
+/// an I/O error.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Where a resource's locks live beyond this process: files on one host,
+/// or a server several machines reach.
+///
+/// A backend makes one attempt that never waits; keylock calls it again,
+/// with backoff, while a caller waits, and stops calling it when the caller
+/// times out or is cancelled. So a backend never has a waiting request to
+/// abandon, and a cancelled caller cannot leave a lock behind.
+///
+/// The `Debug` form of a backend appears in errors: it must not contain
+/// credentials.
+pub trait Backend: fmt::Debug + Send + Sync + 'static {
+    /// A short name for messages and statistics, such as `"file"`.
+    fn name(&self) -> &'static str;
+
+    /// Tries once to take `target` with `access`, without waiting for
+    /// other holders: `Ok(Some(lease))` when granted, `Ok(None)` when
+    /// another holder has it in a conflicting mode.
+    ///
+    /// Shared (read) grants may be held by several holders at once,
+    /// including several in one process: each call is its own holder.
+    ///
+    /// # Errors
+    ///
+    /// When the backend cannot be asked (unreachable, no permission, an I/O
+    /// error). keylock reports it as [`Error::Backend`](crate::Error::Backend)
+    /// with the backend, resource and key named.
+    fn try_lock<'a>(
+        &'a self,
+        target: &'a Target,
+        access: Access,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn Lease>>, BackendError>>;
+}
+
+/// One grant of a backend: the lock is held in the backend until this is
+/// dropped.
+pub trait Lease: fmt::Debug + Send + Sync + 'static {
+    /// The grant's fencing token: greater than the token of every earlier
+    /// grant of the same lock, in any process. Give it to the store you
+    /// write to, so that it can refuse a write that carries an older token
+    /// than one it has seen: a holder that lost its lock without knowing
+    /// (paused, or its lease expired) then cannot overwrite its successor.
+    fn fence(&self) -> u64;
+
+    /// Whether the lock is still held. A backend whose grants can be lost
+    /// (a lease that expired, a connection that broke, a lock file removed
+    /// behind keylock's back) says so here.
+    fn is_valid(&self) -> bool {
+        true
+    }
+}
+
+/// What a backend locks: a resource's own lock, or one key of it.
+///
+/// The key is named by its `Debug` form, the same text errors and
+/// statistics show, so every process that uses the same key type names a
+/// key the same way.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Target {
+    resource: Arc<str>,
+    key: Option<String>,
+}
+
+impl Target {
+    /// The lock of `resource`, or of one `key` (in its `Debug` form) of it.
+    pub fn new(resource: &str, key: Option<&str>) -> Target {
+        Target {
+            resource: Arc::from(resource),
+            key: key.map(str::to_owned),
+        }
+    }
+
+    pub(crate) fn from_parts(resource: Arc<str>, key: Option<String>) -> Target {
+        Target { resource, key }
+    }
+
+    /// The resource's name.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The key in its `Debug` form; `None` for a resource's own lock.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`", self.resource)?;
+        if let Some(key) = &self.key {
+            write!(f, " (key {key})")?;
+        }
+        Ok(())
+    }
+}
