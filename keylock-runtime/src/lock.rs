@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::access::Access;
 use crate::entry::{EntryKey, LockEntry, QueuedWait, ResourceInfo};
 use crate::error::Error;
+use crate::lock_order::OrderHold;
 use crate::observe::{tracing_out, LockEvent, OperationKind, Role};
 use crate::raw::{Contention, TimedOut, WaitState};
 use crate::runtime_thread;
@@ -27,6 +28,9 @@ use crate::timer;
 pub(crate) struct Caller {
     pub(crate) location: &'static Location<'static>,
     pub(crate) records_holder: bool,
+    /// The set acquisition the lock is taken by, for the lock-order check
+    /// (see [`lock_order`](crate::lock_order)); 0 for a lock taken alone.
+    pub(crate) set: u64,
 }
 
 impl Caller {
@@ -36,6 +40,7 @@ impl Caller {
         Caller {
             location,
             records_holder: false,
+            set: 0,
         }
     }
 
@@ -46,7 +51,14 @@ impl Caller {
         Caller {
             location,
             records_holder: kept,
+            set: 0,
         }
+    }
+
+    /// The same caller, taking a lock as part of set acquisition `set`.
+    #[inline]
+    pub(crate) fn in_set(self, set: u64) -> Caller {
+        Caller { set, ..self }
     }
 }
 
@@ -284,7 +296,7 @@ impl Lock {
     fn wait_untimed(&self, access: Access, caller: Caller) -> Contention {
         match self.wait_blocking(access, None, caller) {
             Ok(contention) => contention,
-            Err(Unacquired::WouldDeadlock(error)) => panic!("{error}"),
+            Err(Unacquired::Refused(error)) => panic!("{error}"),
             Err(Unacquired::TimedOut) => {
                 unreachable!("an acquisition without deadline cannot time out")
             }
@@ -300,10 +312,43 @@ impl Lock {
         deadline: Option<Instant>,
         caller: Caller,
     ) -> Result<Contention, Unacquired> {
+        self.check_order(access, caller.location, caller.set)
+            .map_err(Unacquired::Refused)?;
         if self.entry.raw().try_acquire(access) {
             return Ok(Contention::Uncontended);
         }
         self.wait_queued(access, deadline, caller)
+    }
+
+    /// Whether the registry checks lock orders.
+    #[inline]
+    pub(crate) fn checks_order(&self) -> bool {
+        self.entry.resource().order().is_some()
+    }
+
+    /// Checks, when the registry checks lock orders, that the current
+    /// task or thread may ask for this lock now (as part of set
+    /// acquisition `set`, or 0) without inverting a recorded order; records
+    /// the orders it takes. An error only in [`LockOrder::Error`] mode.
+    ///
+    /// [`LockOrder::Error`]: crate::LockOrder::Error
+    #[inline]
+    pub(crate) fn check_order(
+        &self,
+        access: Access,
+        location: &'static Location<'static>,
+        set: u64,
+    ) -> Result<(), Error> {
+        match self.entry.resource().order() {
+            None => Ok(()),
+            Some(order) => order.check(
+                self.entry_address(),
+                || self.entry.key_debug(),
+                access,
+                location,
+                set,
+            ),
+        }
     }
 
     #[inline(never)]
@@ -314,7 +359,7 @@ impl Lock {
         caller: Caller,
     ) -> Result<Contention, Unacquired> {
         if let Some(error) = self.self_deadlock(access, caller.location) {
-            return Err(Unacquired::WouldDeadlock(error));
+            return Err(Unacquired::Refused(error));
         }
         let resource = self.entry.resource();
         // Ends the wait's count and live view entry however the wait ends,
@@ -431,6 +476,7 @@ impl Lock {
     ) -> Result<Held, Error> {
         // Async acquisitions never record their holder (see `Caller`).
         let caller = Caller::api(location);
+        self.check_order(access, location, 0)?;
         if self.entry.raw().try_acquire(access) {
             return Ok(self.acquired(access, Contention::Uncontended, caller));
         }
@@ -458,7 +504,7 @@ impl Lock {
             Err((lock, Unacquired::TimedOut)) => {
                 Err(lock.timed_out(access, caller.location, started.elapsed()))
             }
-            Err((_, Unacquired::WouldDeadlock(error))) => Err(error),
+            Err((_, Unacquired::Refused(error))) => Err(error),
         }
     }
 
@@ -537,6 +583,7 @@ impl Lock {
             held.watch = Some(Box::new(held.lock.watch_hold(
                 access,
                 caller.location,
+                caller.set,
                 waited,
             )));
         }
@@ -562,10 +609,14 @@ impl Lock {
         &self,
         access: Access,
         location: &'static Location<'static>,
+        set: u64,
         waited: Option<Duration>,
     ) -> HoldWatch {
         let resource = self.entry.resource();
         let since = resource.settings().long_hold.map(|_| Instant::now());
+        let order = resource
+            .order()
+            .map(|order| order.hold(self.entry_address(), location, set));
         let live = resource.live().map(|live| {
             live.log(
                 OperationKind::Acquired,
@@ -586,6 +637,7 @@ impl Lock {
             since,
             live,
             location,
+            order,
         }
     }
 }
@@ -607,17 +659,20 @@ impl Drop for CountedWait<'_> {
 /// Why a blocking wait ended without the lock.
 pub(crate) enum Unacquired {
     TimedOut,
-    WouldDeadlock(Error),
+    /// It would have waited for itself, or inverted a lock order.
+    Refused(Error),
 }
 
 /// What a hold records beyond the counters: its start, for hold times,
-/// and its entry in the live view. Boxed, so that a guard stays small when
-/// neither is configured.
+/// its entry in the live view, and its place among the locks the
+/// lock-order check counts as held. Boxed, so that a guard stays small when
+/// none is configured.
 struct HoldWatch {
     since: Option<Instant>,
     live: Option<u64>,
     /// Where the lock was taken, to name the holder.
     location: &'static Location<'static>,
+    order: Option<OrderHold>,
 }
 
 /// A held lock; releases on drop. The one place every release passes
@@ -643,6 +698,24 @@ impl Held {
             .entry
             .resource()
             .record(LockEvent::PanickedWhileHeld);
+    }
+
+    /// Counts this hold, for the lock-order check, as taken by set
+    /// acquisition `set`.
+    pub(crate) fn join_order_set(&self, set: u64) {
+        if let Some(order) = self.watch.as_ref().and_then(|watch| watch.order.as_ref()) {
+            order.join_set(set);
+        }
+    }
+
+    /// Releases a hold that is timed, listed or counted by the lock-order
+    /// check.
+    #[cold]
+    fn release_watched(&self, mut watch: Box<HoldWatch>) {
+        // Forgotten first: the holder never counts a lock it released.
+        drop(watch.order.take());
+        self.lock.entry.raw().release(self.access);
+        self.unwatch(&watch);
     }
 
     /// Ends the hold's timing and live view entry.
@@ -674,9 +747,9 @@ impl Drop for Held {
         if self.recorded {
             self.lock.entry.forget_holder(self.access);
         }
-        self.lock.entry.raw().release(self.access);
-        if let Some(watch) = self.watch.take() {
-            self.unwatch(&watch);
+        match self.watch.take() {
+            None => self.lock.entry.raw().release(self.access),
+            Some(watch) => self.release_watched(watch),
         }
         if std::thread::panicking() {
             self.record_panic();
@@ -686,10 +759,17 @@ impl Drop for Held {
 
 /// Turns a [`Held`] lock into the guard type an acquisition returns.
 pub(crate) trait FromHeld {
+    /// Whether the [`Acquire`] future checks the lock order itself: not
+    /// for the internal acquisitions of timed waits and sets, which check
+    /// it before they start, with what they know.
+    const CHECKS_ORDER: bool = true;
+
     fn from_held(held: Held) -> Self;
 }
 
 impl FromHeld for Held {
+    const CHECKS_ORDER: bool = false;
+
     fn from_held(held: Held) -> Self {
         held
     }
@@ -780,6 +860,12 @@ impl<G: FromHeld> Future for Acquire<G> {
         let Some(lock) = this.lock.as_ref() else {
             panic!("`Acquire` polled after completion");
         };
+        if G::CHECKS_ORDER && lock.checks_order() && matches!(this.wait, WaitState::Start) {
+            if let Err(error) = lock.check_order(this.access, this.location, 0) {
+                // The output cannot carry it. Nothing is queued yet.
+                panic!("{error}");
+            }
+        }
         match lock
             .entry
             .raw()

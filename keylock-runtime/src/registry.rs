@@ -16,6 +16,7 @@ use crate::entry::Settings;
 use crate::key::{Key, LockKey};
 use crate::keyed::Keyed;
 use crate::lock::Lock;
+use crate::lock_order::{LockOrder, OrderGraph};
 use crate::lock_set::{AcquireSet, LockSet, ReadSetGuard, WriteSetGuard};
 use crate::observe::{DedupStats, Stats};
 use crate::raw::Fairness;
@@ -70,6 +71,8 @@ struct Inner {
     dedup: Mutex<HashMap<Arc<str>, NamedScope>>,
     /// Deadlocks the watchdog reported, if it runs.
     deadlocks_reported: AtomicU64,
+    /// The lock-order graph, when orders are checked.
+    order: Option<Arc<OrderGraph>>,
 }
 
 /// A dedup scope under its name, with the one key type it was created for.
@@ -129,6 +132,7 @@ impl Registry {
             long_hold: None,
             track_holders: false,
             self_deadlock_check: true,
+            lock_order: LockOrder::Off,
             watchdog: None,
             clock: Clock::System,
         }
@@ -154,7 +158,12 @@ impl Registry {
             return Resource::from_core(Arc::clone(core));
         }
         let name: Arc<str> = Arc::from(name);
-        let core = Arc::new(ResourceCore::new(Arc::clone(&name), self.inner.settings));
+        let order = self.inner.order.as_ref().map(|graph| graph.class(&name));
+        let core = Arc::new(ResourceCore::new(
+            Arc::clone(&name),
+            self.inner.settings,
+            order,
+        ));
         resources.insert(name, Arc::clone(&core));
         Resource::from_core(core)
     }
@@ -355,6 +364,7 @@ impl Registry {
             resources: self.resources().iter().map(Resource::stats).collect(),
             dedup,
             deadlocks_reported: self.inner.deadlocks_reported.load(Ordering::Relaxed),
+            lock_order_reports: self.inner.order.as_ref().map_or(0, |graph| graph.reports()),
         }
     }
 }
@@ -384,6 +394,7 @@ pub struct RegistryBuilder {
     long_hold: Option<Duration>,
     track_holders: bool,
     self_deadlock_check: bool,
+    lock_order: LockOrder,
     watchdog: Option<Duration>,
     clock: Clock,
 }
@@ -454,6 +465,39 @@ impl RegistryBuilder {
         self
     }
 
+    /// Whether to check the order in which locks are taken (default:
+    /// [`LockOrder::Off`]), as Linux's lockdep does: a tool for debug
+    /// builds and CI that finds deadlocks that did not happen yet.
+    ///
+    /// Each resource is a class of locks (its own lock, or all its keys).
+    /// When a task (inside a Tokio runtime; the thread outside one) takes a
+    /// lock of class B while it holds one of class A, the order A → B is
+    /// recorded for the registry; an acquisition that would close a cycle
+    /// of such orders (B → … → A, then A → B) could deadlock against the
+    /// callers that recorded them, and is reported before it waits, naming
+    /// each order's call sites: [`LockOrder::Warn`] logs a `tracing`
+    /// warning (once per pair of resources) and counts it in
+    /// [`Stats::lock_order_reports`](crate::Stats::lock_order_reports);
+    /// [`LockOrder::Error`] also refuses it with
+    /// [`Error::LockOrder`](crate::Error::LockOrder), through the return
+    /// type of a timed acquisition (`timeout = ..`, the `_timeout` methods)
+    /// and as a panic with that message from the untimed ones, whose
+    /// output cannot carry it.
+    ///
+    /// Two locks of one class taken one inside the other (two keys of one
+    /// resource, or one key twice) are reported too, unless they are keys
+    /// of one lock set (`keys = [..]`, [`Keyed::key_set`]), which takes them
+    /// in canonical order. Reads count as writes (a read waits behind a
+    /// queued writer). Non-waiting acquisitions (`try_`, `on_busy =
+    /// "skip"`) are not checked, as they cannot wait, but count as held.
+    ///
+    /// Cost: nothing measurable off; on, each acquisition and release takes
+    /// the registry's order mutex (see BENCHMARKS.md for the figures).
+    pub fn lock_order(mut self, mode: LockOrder) -> Self {
+        self.lock_order = mode;
+        self
+    }
+
     /// Starts a watchdog thread that looks for deadlocks every `interval`
     /// (see [`Registry::deadlocks`]) and reports each new one as soon as it
     /// has formed: a `tracing` error naming every wait of the cycle, and
@@ -521,12 +565,14 @@ impl RegistryBuilder {
                     long_hold: self.long_hold,
                     track_holders: self.track_holders,
                     self_deadlock_check: self.self_deadlock_check,
+                    lock_order: self.lock_order != LockOrder::Off,
                 },
                 fairness_bound: self.fairness_bound,
                 resources: Mutex::new(HashMap::new()),
                 clock: self.clock,
                 dedup: Mutex::new(HashMap::new()),
                 deadlocks_reported: AtomicU64::new(0),
+                order: OrderGraph::new(self.lock_order),
             }),
         };
         if let Some(interval) = self.watchdog {

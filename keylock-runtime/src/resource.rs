@@ -11,6 +11,7 @@ use crate::key::{Key, LockKey};
 use crate::key_map::{ErasedKeyMap, KeyMap};
 use crate::keyed::Keyed;
 use crate::lock::{Acquire, Lock, ReadGuard, WriteGuard};
+use crate::lock_order::OrderClass;
 use crate::observe::{Occupancy, ResourceStats};
 use crate::sync::{self, AtomicBool, Mutex, Ordering};
 
@@ -44,8 +45,8 @@ enum Shape {
 }
 
 impl ResourceCore {
-    pub(crate) fn new(name: Arc<str>, settings: Settings) -> Self {
-        let info = Arc::new(ResourceInfo::new(name, settings));
+    pub(crate) fn new(name: Arc<str>, settings: Settings, order: Option<OrderClass>) -> Self {
+        let info = Arc::new(ResourceInfo::new(name, settings, order));
         ResourceCore {
             own: Arc::new(LockEntry::new(info, Unkeyed)),
             whole: AtomicBool::new(false),
