@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::panic::Location;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,9 +29,9 @@ use crate::timer;
 pub(crate) struct Caller {
     pub(crate) location: &'static Location<'static>,
     pub(crate) records_holder: bool,
-    /// The set acquisition the lock is taken by, for the lock-order check
-    /// (see [`lock_order`](crate::lock_order)); 0 for a lock taken alone.
-    pub(crate) set: u64,
+    /// Whether the acquisition checks the lock order itself: not when a
+    /// set acquisition checked it, with its set, before.
+    pub(crate) checks_order: bool,
 }
 
 impl Caller {
@@ -40,7 +41,7 @@ impl Caller {
         Caller {
             location,
             records_holder: false,
-            set: 0,
+            checks_order: true,
         }
     }
 
@@ -51,14 +52,18 @@ impl Caller {
         Caller {
             location,
             records_holder: kept,
-            set: 0,
+            checks_order: true,
         }
     }
 
-    /// The same caller, taking a lock as part of set acquisition `set`.
+    /// The same caller, for a set acquisition that checked the lock order
+    /// already.
     #[inline]
-    pub(crate) fn in_set(self, set: u64) -> Caller {
-        Caller { set, ..self }
+    pub(crate) fn order_checked(self) -> Caller {
+        Caller {
+            checks_order: false,
+            ..self
+        }
     }
 }
 
@@ -312,8 +317,10 @@ impl Lock {
         deadline: Option<Instant>,
         caller: Caller,
     ) -> Result<Contention, Unacquired> {
-        self.check_order(access, caller.location, caller.set)
-            .map_err(Unacquired::Refused)?;
+        if caller.checks_order {
+            self.check_order(access, caller.location, 0)
+                .map_err(Unacquired::Refused)?;
+        }
         if self.entry.raw().try_acquire(access) {
             return Ok(Contention::Uncontended);
         }
@@ -564,7 +571,7 @@ impl Lock {
             lock: self,
             access,
             recorded: false,
-            watch: None,
+            watch: ManuallyDrop::new(None),
         };
         if caller.records_holder && held.lock.entry.resource().settings().self_deadlock_check {
             held.lock.entry.record_holder(caller.location);
@@ -580,10 +587,9 @@ impl Lock {
         };
         resource.record(LockEvent::Acquired { access, waited });
         if resource.settings().watches_holds() {
-            held.watch = Some(Box::new(held.lock.watch_hold(
+            *held.watch = Some(Box::new(held.lock.watch_hold(
                 access,
                 caller.location,
-                caller.set,
                 waited,
             )));
         }
@@ -609,14 +615,13 @@ impl Lock {
         &self,
         access: Access,
         location: &'static Location<'static>,
-        set: u64,
         waited: Option<Duration>,
     ) -> HoldWatch {
         let resource = self.entry.resource();
         let since = resource.settings().long_hold.map(|_| Instant::now());
         let order = resource
             .order()
-            .map(|order| order.hold(self.entry_address(), location, set));
+            .map(|order| order.hold(self.entry_address(), location, 0));
         let live = resource.live().map(|live| {
             live.log(
                 OperationKind::Acquired,
@@ -682,8 +687,10 @@ pub(crate) struct Held {
     access: Access,
     /// Whether the entry records this hold's thread (see [`Caller`]).
     recorded: bool,
-    /// Hold timing and the live view entry, when configured.
-    watch: Option<Box<HoldWatch>>,
+    /// Hold timing, the live view entry and the lock-order hold, when
+    /// configured. Taken by `drop`, so its drop glue stays off the release
+    /// path (a `None` left behind owns nothing).
+    watch: ManuallyDrop<Option<Box<HoldWatch>>>,
 }
 
 impl Held {
@@ -703,8 +710,9 @@ impl Held {
     /// Counts this hold, for the lock-order check, as taken by set
     /// acquisition `set`.
     pub(crate) fn join_order_set(&self, set: u64) {
-        if let Some(order) = self.watch.as_ref().and_then(|watch| watch.order.as_ref()) {
-            order.join_set(set);
+        let hold = self.watch.as_ref().and_then(|watch| watch.order.as_ref());
+        if let (Some(hold), Some(order)) = (hold, self.lock.entry.resource().order()) {
+            order.join_set(hold, set);
         }
     }
 
@@ -713,7 +721,10 @@ impl Held {
     #[cold]
     fn release_watched(&self, mut watch: Box<HoldWatch>) {
         // Forgotten first: the holder never counts a lock it released.
-        drop(watch.order.take());
+        if let (Some(hold), Some(order)) = (watch.order.take(), self.lock.entry.resource().order())
+        {
+            order.release(hold);
+        }
         self.lock.entry.raw().release(self.access);
         self.unwatch(&watch);
     }

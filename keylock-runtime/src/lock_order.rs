@@ -171,6 +171,14 @@ pub(crate) fn next_set() -> u64 {
     NEXT_SET.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
+/// A lock the order graph counts as held, until its class's
+/// [`OrderClass::release`] (the lock layer calls it before it releases the
+/// lock, from whatever thread the guard is dropped on).
+pub(crate) struct OrderHold {
+    holder: Holder,
+    token: u64,
+}
+
 impl OrderClass {
     /// Checks that the current holder may ask for `lock` of this class at
     /// `site` without inverting a recorded order, and records the edges
@@ -250,50 +258,36 @@ impl OrderClass {
             .or_insert_with(|| spare.pop().unwrap_or_default())
             .push(held);
         drop(state);
-        OrderHold {
-            graph: Arc::clone(&self.graph),
-            holder,
-            token,
-        }
+        OrderHold { holder, token }
     }
-}
 
-/// A lock the order graph counts as held; forgotten when dropped.
-pub(crate) struct OrderHold {
-    graph: Arc<OrderGraph>,
-    holder: Holder,
-    token: u64,
-}
-
-impl OrderHold {
-    /// Counts this hold as taken by set acquisition `set`: recorded after
-    /// the fact by an async set, whose per-lock acquisition does not know
-    /// its set.
+    /// Counts `hold` as taken by set acquisition `set`: recorded after the
+    /// fact by a set, whose per-lock acquisition does not know its set.
     #[cold]
-    pub(crate) fn join_set(&self, set: u64) {
+    pub(crate) fn join_set(&self, hold: &OrderHold, set: u64) {
         let mut state = sync::lock(&self.graph.state);
         if let Some(held) = state
             .held
-            .get_mut(&self.holder)
-            .and_then(|list| list.iter_mut().rfind(|held| held.token == self.token))
+            .get_mut(&hold.holder)
+            .and_then(|list| list.iter_mut().rfind(|held| held.token == hold.token))
         {
             held.set = set;
         }
     }
-}
 
-impl Drop for OrderHold {
-    fn drop(&mut self) {
+    /// Forgets `hold`: its lock is being released, on whatever thread.
+    #[cold]
+    pub(crate) fn release(&self, hold: OrderHold) {
         let mut state = sync::lock(&self.graph.state);
         let State { held, spare, .. } = &mut *state;
-        let Some(list) = held.get_mut(&self.holder) else {
+        let Some(list) = held.get_mut(&hold.holder) else {
             return;
         };
-        if let Some(index) = list.iter().rposition(|held| held.token == self.token) {
+        if let Some(index) = list.iter().rposition(|held| held.token == hold.token) {
             list.remove(index);
         }
         if list.is_empty() {
-            if let Some(list) = held.remove(&self.holder) {
+            if let Some(list) = held.remove(&hold.holder) {
                 if spare.len() < 64 {
                     spare.push(list);
                 }
@@ -436,7 +430,8 @@ mod tests {
         let held_a = a.hold(1, here, 0);
         b.check(2, || None, Access::Write, here, 0).unwrap();
         let held_b = b.hold(2, here, 0);
-        drop((held_b, held_a));
+        b.release(held_b);
+        a.release(held_a);
         let held_b = b.hold(2, here, 0);
         let error = a.check(1, || None, Access::Read, here, 0).unwrap_err();
         let Error::LockOrder { cycle, .. } = &error else {
@@ -451,11 +446,11 @@ mod tests {
             (cycle[1].held.as_str(), cycle[1].acquired.as_str()),
             ("b", "a")
         );
-        drop(held_b);
+        b.release(held_b);
         assert_eq!(graph.reports(), 1);
         // Released from another thread: the held list is found by token.
         let held = a.hold(1, here, 0);
-        std::thread::spawn(move || drop(held)).join().unwrap();
+        std::thread::spawn(move || a.release(held)).join().unwrap();
         assert!(sync::lock(&graph.state).held.is_empty());
     }
 
@@ -467,13 +462,16 @@ mod tests {
             .unwrap();
         let here = Location::caller();
         let set = next_set();
-        let first = a.hold(1, here, set);
+        let first = a.hold(1, here, 0);
+        a.join_set(&first, set);
         a.check(2, || None, Access::Write, here, set).unwrap();
-        let second = a.hold(2, here, set);
+        let second = a.hold(2, here, 0);
+        a.join_set(&second, set);
         assert!(a.check(3, || None, Access::Write, here, 0).is_err());
         assert!(a
             .check(3, || None, Access::Write, here, next_set())
             .is_err());
-        drop((first, second));
+        a.release(first);
+        a.release(second);
     }
 }

@@ -258,10 +258,23 @@ impl LockSet {
     }
 
     pub(crate) fn acquire_blocking(&self, access: Access, caller: Caller) -> HeldSet {
-        let caller = caller.in_set(self.order_set());
+        let set = self.order_set();
         let mut taken = HeldSet::with_capacity(self.locks.len());
         for lock in self.locks.iter() {
-            taken.push(lock.clone().acquire_blocking(access, caller));
+            if set == 0 {
+                taken.push(lock.clone().acquire_blocking(access, caller));
+                continue;
+            }
+            if let Err(error) = lock.check_order(access, caller.location, set) {
+                // Releases what was taken before the refusal.
+                drop(taken);
+                panic!("{error}");
+            }
+            let held = lock
+                .clone()
+                .acquire_blocking(access, caller.order_checked());
+            held.join_order_set(set);
+            taken.push(held);
         }
         taken
     }
@@ -274,14 +287,28 @@ impl LockSet {
     ) -> Result<HeldSet, Error> {
         let started = Instant::now();
         let deadline = started.checked_add(timeout);
-        let caller = caller.in_set(self.order_set());
+        let set = self.order_set();
+        let caller = if set == 0 {
+            caller
+        } else {
+            caller.order_checked()
+        };
         let mut taken = HeldSet::with_capacity(self.locks.len());
         for lock in self.locks.iter() {
+            if set != 0 {
+                // On refusal, dropping `taken` releases what it holds.
+                lock.check_order(access, caller.location, set)?;
+            }
             match lock
                 .clone()
                 .acquire_blocking_until(access, deadline, caller)
             {
-                Ok(held) => taken.push(held),
+                Ok(held) => {
+                    if set != 0 {
+                        held.join_order_set(set);
+                    }
+                    taken.push(held);
+                }
                 Err((lock, Unacquired::TimedOut)) => {
                     drop(taken);
                     return Err(lock.timed_out(access, caller.location, started.elapsed()));
