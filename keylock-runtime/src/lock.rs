@@ -297,7 +297,7 @@ impl Lock {
     }
 
     /// Blocks for the lock without a deadline.
-    #[inline]
+    #[inline(always)]
     fn wait_untimed(&self, access: Access, caller: Caller) -> Contention {
         match self.wait_blocking(access, None, caller) {
             Ok(contention) => contention,
@@ -317,14 +317,27 @@ impl Lock {
         deadline: Option<Instant>,
         caller: Caller,
     ) -> Result<Contention, Unacquired> {
-        if caller.checks_order {
-            self.check_order(access, caller.location, 0)
-                .map_err(Unacquired::Refused)?;
+        if caller.checks_order && self.checks_order() {
+            self.check_order_blocking(access, caller.location)?;
         }
         if self.entry.raw().try_acquire(access) {
             return Ok(Contention::Uncontended);
         }
         self.wait_queued(access, deadline, caller)
+    }
+
+    /// [`check_order`](Self::check_order) for a blocking acquisition of a
+    /// lock alone; out of line, off the path of registries that do not
+    /// check.
+    #[cold]
+    #[inline(never)]
+    fn check_order_blocking(
+        &self,
+        access: Access,
+        location: &'static Location<'static>,
+    ) -> Result<(), Unacquired> {
+        self.check_order(access, location, 0)
+            .map_err(Unacquired::Refused)
     }
 
     /// Whether the registry checks lock orders.
