@@ -38,6 +38,10 @@ const MODES: &[&str] = &[
     "keylock_named_by_hand",
     "keylock_keyed_by_hand",
     "keylock_keyed_by_hand_blocking",
+    "keylock_keyed_lock_order",
+    "keylock_keyed_blocking_lock_order",
+    "keylock_keyed_nested",
+    "keylock_keyed_nested_lock_order",
 ];
 
 static ANNOTATED: std::sync::LazyLock<keylock::Registry> =
@@ -78,6 +82,13 @@ fn main() {
     let db = registry.resource("db");
     let handle = db.lock();
     let keys = registry.keyed::<u64>("k");
+    // The same keyed locks in a registry that checks lock orders.
+    let checked = keylock::Registry::builder()
+        .lock_order(keylock::LockOrder::Error)
+        .build();
+    let checked_keys = checked.keyed::<u64>("k");
+    let checked_outer = checked.lock("outer");
+    let outer = registry.lock("outer");
     let rwlock = tokio::sync::RwLock::new(());
     let tokio_map: DashMap<u64, Arc<tokio::sync::Mutex<()>>> = DashMap::new();
     let mutex = parking_lot::Mutex::new(());
@@ -107,6 +118,20 @@ fn main() {
                 Some(12) => by_hand::named().await,
                 Some(13) => by_hand::keyed(key).await,
                 Some(14) => by_hand::keyed_sync(key),
+                Some(15) => drop(black_box(checked_keys.write(&key).await)),
+                Some(16) => drop(black_box(checked_keys.write_blocking(&key))),
+                // Two acquisitions per iteration, the second nested.
+                Some(17) => {
+                    let outer = outer.write().await;
+                    drop(black_box(keys.write(&key).await));
+                    drop(outer);
+                }
+                // The same, checking one edge each time.
+                Some(18) => {
+                    let outer = checked_outer.write().await;
+                    drop(black_box(checked_keys.write(&key).await));
+                    drop(outer);
+                }
                 _ => {}
             }
         }

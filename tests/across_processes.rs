@@ -111,7 +111,8 @@ fn child() {
             });
         }
         "hold" => {
-            let hold_ms: u64 = std::env::var("KEYLOCK_HOLD_MS").map_or(u64::MAX, |ms| ms.parse().unwrap());
+            let hold_ms: u64 =
+                std::env::var("KEYLOCK_HOLD_MS").map_or(u64::MAX, |ms| ms.parse().unwrap());
             let guard = registry.keyed::<u64>("counter").write_blocking(&key);
             println!("held");
             std::io::stdout().flush().unwrap();
@@ -128,17 +129,28 @@ fn processes_incrementing_one_key_lose_no_increment() {
     let dir = temp_dir("count");
     let children: Vec<Child> = (0..CHILDREN)
         .map(|n| {
-            let role = if n % 2 == 0 { "count-blocking" } else { "count-async" };
+            let role = if n % 2 == 0 {
+                "count-blocking"
+            } else {
+                "count-async"
+            };
             spawn(role, &dir, &[])
         })
         .collect();
     for mut child in children {
         assert!(child.wait().unwrap().success());
     }
-    let count: u64 = fs::read_to_string(dir.join("count")).unwrap().parse().unwrap();
+    let count: u64 = fs::read_to_string(dir.join("count"))
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(count, CHILDREN as u64 * INCREMENTS);
     // Every lock file was removed by its last holder.
-    assert_eq!(fs::read_dir(dir.join("locks")).unwrap().count(), 1, "only the fence counter");
+    assert_eq!(
+        fs::read_dir(dir.join("locks")).unwrap().count(),
+        1,
+        "only the fence counter"
+    );
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -146,14 +158,26 @@ fn processes_incrementing_one_key_lose_no_increment() {
 fn processes_on_different_keys_hold_at_once() {
     let dir = temp_dir("overlap");
     let hold = [("KEYLOCK_HOLD_MS", "3000".to_owned())];
-    let mut first = spawn("hold", &dir, &[hold[0].clone(), ("KEYLOCK_KEY", "1".into())]);
-    let mut second = spawn("hold", &dir, &[hold[0].clone(), ("KEYLOCK_KEY", "2".into())]);
+    let mut first = spawn(
+        "hold",
+        &dir,
+        &[hold[0].clone(), ("KEYLOCK_KEY", "1".into())],
+    );
+    let mut second = spawn(
+        "hold",
+        &dir,
+        &[hold[0].clone(), ("KEYLOCK_KEY", "2".into())],
+    );
     let started = Instant::now();
     let _first_out = expect_line(&mut first, "held");
     let _second_out = expect_line(&mut second, "held");
     // Both hold now: had the second waited for the first, it would have
     // printed only after three seconds.
-    assert!(started.elapsed() < Duration::from_millis(2500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(first.try_wait().unwrap().is_none() && second.try_wait().unwrap().is_none());
     // And this process can take a third key meanwhile, but not theirs.
     let registry = shared_registry(&dir);
@@ -179,8 +203,15 @@ fn a_killed_holder_releases_at_once() {
     holder.kill().unwrap(); // SIGKILL: no destructor runs
     holder.wait().unwrap();
     let started = Instant::now();
-    let guard = counter.key(&1).write_blocking_timeout(Duration::from_secs(5)).unwrap();
-    assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+    let guard = counter
+        .key(&1)
+        .write_blocking_timeout(Duration::from_secs(5))
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(guard.fence().is_some());
     drop(guard);
     fs::remove_dir_all(&dir).unwrap();
@@ -210,7 +241,10 @@ fn a_stopped_holder_blocks_others_only_while_stopped() {
         .unwrap_err();
     assert!(waited.is_timeout(), "{waited}");
     signal(&holder, "CONT");
-    let guard = counter.key(&1).write_blocking_timeout(Duration::from_secs(5)).unwrap();
+    let guard = counter
+        .key(&1)
+        .write_blocking_timeout(Duration::from_secs(5))
+        .unwrap();
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert!(line.trim().ends_with("released"), "{line}");

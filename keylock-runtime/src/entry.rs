@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::access::Access;
-use crate::backend::{Backend, Target};
+use crate::backend::{Backend, Bound, Target};
 use crate::holder;
 use crate::key::Key;
+use crate::lock_order::OrderClass;
 use crate::observe::{metrics_out, Counters, LiveTable, LockEvent, Role};
 use crate::raw::{Fairness, RawRwLock};
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
@@ -141,12 +142,15 @@ pub(crate) struct Settings {
     /// Record the holders of annotated functions, so that a task or thread
     /// asking for a lock it holds gets an error instead of waiting forever.
     pub(crate) self_deadlock_check: bool,
+    /// Check lock orders (the resource then has an [`OrderClass`]).
+    pub(crate) lock_order: bool,
 }
 
 impl Settings {
-    /// Whether a hold is timed or listed, beyond the counters.
+    /// Whether a hold is timed, listed or counted as held by the lock-order
+    /// check, beyond the counters.
     pub(crate) fn watches_holds(&self) -> bool {
-        self.long_hold.is_some() || self.track_holders
+        self.long_hold.is_some() || self.track_holders || self.lock_order
     }
 }
 
@@ -156,12 +160,15 @@ pub(crate) struct ResourceInfo {
     settings: Settings,
     counters: Counters,
     live: Option<LiveTable>,
+    /// The resource's class in the lock-order graph, when orders are
+    /// checked.
+    order: Option<OrderClass>,
     /// Callers queued on any lock of the resource, and the most at once.
     /// Touched only by acquisitions that have to queue.
     waiting: AtomicUsize,
     peak_waiting: AtomicUsize,
     /// Where the resource's locks are shared beyond this process, if bound.
-    backend: Option<Arc<dyn Backend>>,
+    backend: Option<Bound>,
 }
 
 /// A queued acquisition, counted (and listed in the live view) until it
@@ -174,7 +181,8 @@ impl ResourceInfo {
     pub(crate) fn new(
         name: Arc<str>,
         settings: Settings,
-        backend: Option<Arc<dyn Backend>>,
+        order: Option<OrderClass>,
+        backend: Option<Bound>,
     ) -> Self {
         ResourceInfo {
             backend,
@@ -182,6 +190,7 @@ impl ResourceInfo {
             settings,
             counters: Counters::default(),
             live: settings.track_holders.then(LiveTable::default),
+            order,
             waiting: AtomicUsize::new(0),
             peak_waiting: AtomicUsize::new(0),
         }
@@ -194,7 +203,7 @@ impl ResourceInfo {
     /// The backend the resource is bound to, if any.
     #[inline]
     pub(crate) fn backend(&self) -> Option<&Arc<dyn Backend>> {
-        self.backend.as_ref()
+        self.backend.as_ref().map(|bound| &bound.0)
     }
 
     pub(crate) fn settings(&self) -> &Settings {
@@ -234,6 +243,12 @@ impl ResourceInfo {
         if let (Some(id), Some(live)) = (waiting.live, &self.live) {
             live.leave(id);
         }
+    }
+
+    /// The resource's lock-order class, when orders are checked.
+    #[inline]
+    pub(crate) fn order(&self) -> Option<&OrderClass> {
+        self.order.as_ref()
     }
 
     /// The live view, when the registry tracks holders.

@@ -91,6 +91,52 @@ pub enum Error {
         /// The key, in its `Debug` form, for keyed locks.
         key: Option<String>,
     },
+    /// The caller asked for a lock while holding another, in an order
+    /// that inverts one taken before (by any task or thread): two callers
+    /// running both orders at once can deadlock. Reported before waiting,
+    /// by registries built with
+    /// [`lock_order(LockOrder::Error)`](crate::RegistryBuilder::lock_order).
+    #[non_exhaustive]
+    LockOrder {
+        /// Name of the resource asked for.
+        resource: String,
+        /// The key, in its `Debug` form, for keyed locks.
+        key: Option<String>,
+        /// What was asked for: read or write.
+        access: Access,
+        /// Where it was asked for, as `file:line:column`.
+        requested_at: String,
+        /// The cycle of orders it would close, each step one resource held
+        /// while another was taken; the last step is this request.
+        cycle: Vec<OrderEdge>,
+    },
+}
+
+/// One step of a lock-order cycle: a holder held a lock of resource `held`
+/// (taken at `held_at`) when it took, or asked for, a lock of resource
+/// `acquired` at `acquired_at`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
+pub struct OrderEdge {
+    /// The resource held.
+    pub held: String,
+    /// Where the held lock was taken, as `file:line:column`.
+    pub held_at: String,
+    /// The resource taken while holding it.
+    pub acquired: String,
+    /// Where it was taken (or, for the last step of a report, asked for).
+    pub acquired_at: String,
+}
+
+impl fmt::Display for OrderEdge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` held (taken at {}) while `{}` was taken at {}",
+            self.held, self.held_at, self.acquired, self.acquired_at
+        )
+    }
 }
 
 impl Error {
@@ -101,7 +147,8 @@ impl Error {
             | Error::Busy { resource, .. }
             | Error::WouldDeadlock { resource, .. }
             | Error::Backend { resource, .. }
-            | Error::LeaseLost { resource, .. } => resource,
+            | Error::LeaseLost { resource, .. }
+            | Error::LockOrder { resource, .. } => resource,
             Error::Duplicate { scope, .. } => scope,
         }
     }
@@ -114,7 +161,8 @@ impl Error {
             | Error::Duplicate { key, .. }
             | Error::WouldDeadlock { key, .. }
             | Error::Backend { key, .. }
-            | Error::LeaseLost { key, .. } => key.as_deref(),
+            | Error::LeaseLost { key, .. }
+            | Error::LockOrder { key, .. } => key.as_deref(),
         }
     }
 
@@ -146,6 +194,11 @@ impl Error {
     /// Whether this is [`Error::LeaseLost`].
     pub fn is_lease_lost(&self) -> bool {
         matches!(self, Error::LeaseLost { .. })
+    }
+
+    /// Whether this is [`Error::LockOrder`].
+    pub fn is_lock_order(&self) -> bool {
+        matches!(self, Error::LockOrder { .. })
     }
 }
 
@@ -239,6 +292,34 @@ impl fmt::Display for Error {
                 "the {backend} backend lost the lock on {}: another holder may have it now",
                 Target(resource, key.as_deref())
             ),
+            Error::LockOrder {
+                resource,
+                key,
+                access,
+                requested_at,
+                cycle,
+            } => {
+                write!(
+                    f,
+                    "lock order inversion: the {access} lock on {} asked for at {requested_at} \
+                     closes the cycle ",
+                    Target(resource, key.as_deref())
+                )?;
+                for step in cycle {
+                    write!(f, "`{}` -> ", step.held)?;
+                }
+                write!(f, "`{resource}` of lock orders: ")?;
+                for (index, step) in cycle.iter().enumerate() {
+                    if index > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{step}")?;
+                }
+                f.write_str(
+                    "; callers running these orders at once can deadlock: take the locks in \
+                     one order everywhere, or together as one lock set",
+                )
+            }
         }
     }
 }

@@ -53,22 +53,42 @@ pub(crate) fn stamp(site: &'static Location<'static>) -> Stamp {
 /// Numbers this thread and `site`, as far as not done yet.
 #[cold]
 fn learn(mut known: ThisThread, site: &'static Location<'static>) -> ThisThread {
-    // A process-wide counter (plain std: loom cannot model statics); the
-    // numbers only have to be distinct. After 2^32 - 1 threads, holders are
-    // no longer recorded (stamp 0): a self-deadlock then hangs unreported.
-    static NEXT_THREAD: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
     if known.number == 0 {
-        known.number = NEXT_THREAD
-            .fetch_update(
-                std::sync::atomic::Ordering::Relaxed,
-                std::sync::atomic::Ordering::Relaxed,
-                |next| next.checked_add(1),
-            )
-            .unwrap_or(0);
+        known.number = next_thread_number();
     }
     known.last_site = site as *const Location<'static> as usize;
     known.last_site_number = number_site(site);
     known
+}
+
+/// The current thread's number (0 once 2^32 - 1 threads were numbered),
+/// which the lock-order check names thread holders by.
+pub(crate) fn thread_number() -> u32 {
+    THIS_THREAD
+        .try_with(|this| {
+            let mut known = this.get();
+            if known.number == 0 {
+                known.number = next_thread_number();
+                this.set(known);
+            }
+            known.number
+        })
+        .unwrap_or(0)
+}
+
+/// A new thread number. A process-wide counter (plain std: loom cannot
+/// model statics); the numbers only have to be distinct. After 2^32 - 1
+/// threads, holders are no longer recorded (stamp 0): a self-deadlock then
+/// hangs unreported.
+fn next_thread_number() -> u32 {
+    static NEXT_THREAD: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    NEXT_THREAD
+        .fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |next| next.checked_add(1),
+        )
+        .unwrap_or(0)
 }
 
 /// Whether `stamp` is the current thread's.

@@ -94,6 +94,10 @@
 //!   in one atomic state word plus a FIFO queue of wakers and parked threads.
 //!   It knows nothing of names, keys or statistics. `timer` gives waits
 //!   their deadlines.
+//! - **Lock order** (`lock_order`): the opt-in lockdep graph of one
+//!   registry ([`LockOrder`]): which resources each task or thread takes
+//!   while holding others, and what each holds, so that an acquisition
+//!   that inverts a recorded order is reported before it waits.
 //! - **The entry** (`entry`): what one lock is: the primitive, the
 //!   resource's shared info (name, settings, counters, live view) and the
 //!   key, stored inline and seen without its type by the layers above.
@@ -147,6 +151,7 @@ mod entry;
 mod key_map;
 mod keyed;
 mod lock;
+mod lock_order;
 mod lock_set;
 mod raw;
 mod registry;
@@ -164,10 +169,11 @@ pub use backend::FileBackend;
 pub use backend::{Backend, BackendError, BoxFuture, Lease, Target};
 pub use clock::ManualClock;
 pub use dedup::{Claim, Dedup, DedupOptions, DEFAULT_CAPACITY, DEFAULT_TTL};
-pub use error::Error;
+pub use error::{Error, OrderEdge};
 pub use key::{Key, LockKey};
 pub use keyed::Keyed;
 pub use lock::{Acquire, Lock, ReadGuard, WriteGuard};
+pub use lock_order::LockOrder;
 pub use lock_set::{AcquireSet, LockSet, ReadSetGuard, WriteSetGuard};
 pub use observe::{
     DedupStats, Distribution, Operation, OperationKind, Participant, ResourceStats, Role, Stats,

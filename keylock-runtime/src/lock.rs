@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::panic::Location;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use crate::access::Access;
 use crate::backend::{self, BoxFuture, Failures, Lease};
 use crate::entry::{EntryKey, LockEntry, QueuedWait, ResourceInfo};
 use crate::error::Error;
+use crate::lock_order::OrderHold;
 use crate::observe::{tracing_out, LockEvent, OperationKind, Role};
 use crate::raw::{Contention, TimedOut, WaitState};
 use crate::runtime_thread;
@@ -28,6 +30,9 @@ use crate::timer;
 pub(crate) struct Caller {
     pub(crate) location: &'static Location<'static>,
     pub(crate) records_holder: bool,
+    /// Whether the acquisition checks the lock order itself: not when a
+    /// set acquisition checked it, with its set, before.
+    pub(crate) checks_order: bool,
 }
 
 impl Caller {
@@ -37,6 +42,7 @@ impl Caller {
         Caller {
             location,
             records_holder: false,
+            checks_order: true,
         }
     }
 
@@ -47,6 +53,17 @@ impl Caller {
         Caller {
             location,
             records_holder: kept,
+            checks_order: true,
+        }
+    }
+
+    /// The same caller, for a set acquisition that checked the lock order
+    /// already.
+    #[inline]
+    pub(crate) fn order_checked(self) -> Caller {
+        Caller {
+            checks_order: false,
+            ..self
         }
     }
 }
@@ -291,7 +308,7 @@ impl Lock {
         if held.lock.entry.resource().backend().is_some() {
             // Without a deadline, backend failures are retried: no error
             // can leave.
-            if let Err(Unacquired::Backend(error)) = held.take_backend_blocking(None) {
+            if let Err(Unacquired::Refused(error)) = held.take_backend_blocking(None) {
                 unreachable!("backend failures are retried without a deadline: {error}");
             }
         }
@@ -299,11 +316,11 @@ impl Lock {
     }
 
     /// Blocks for the lock without a deadline.
-    #[inline]
+    #[inline(always)]
     fn wait_untimed(&self, access: Access, caller: Caller) -> Contention {
         match self.wait_blocking(access, None, caller) {
             Ok(contention) => contention,
-            Err(Unacquired::WouldDeadlock(error) | Unacquired::Backend(error)) => panic!("{error}"),
+            Err(Unacquired::Refused(error)) => panic!("{error}"),
             Err(Unacquired::TimedOut) => {
                 unreachable!("an acquisition without deadline cannot time out")
             }
@@ -319,10 +336,58 @@ impl Lock {
         deadline: Option<Instant>,
         caller: Caller,
     ) -> Result<Contention, Unacquired> {
+        if caller.checks_order && self.checks_order() {
+            self.check_order_blocking(access, caller.location)?;
+        }
         if self.entry.raw().try_acquire(access) {
             return Ok(Contention::Uncontended);
         }
         self.wait_queued(access, deadline, caller)
+    }
+
+    /// [`check_order`](Self::check_order) for a blocking acquisition of a
+    /// lock alone; out of line, off the path of registries that do not
+    /// check.
+    #[cold]
+    #[inline(never)]
+    fn check_order_blocking(
+        &self,
+        access: Access,
+        location: &'static Location<'static>,
+    ) -> Result<(), Unacquired> {
+        self.check_order(access, location, 0)
+            .map_err(Unacquired::Refused)
+    }
+
+    /// Whether the registry checks lock orders.
+    #[inline]
+    pub(crate) fn checks_order(&self) -> bool {
+        self.entry.resource().order().is_some()
+    }
+
+    /// Checks, when the registry checks lock orders, that the current
+    /// task or thread may ask for this lock now (as part of set
+    /// acquisition `set`, or 0) without inverting a recorded order; records
+    /// the orders it takes. An error only in [`LockOrder::Error`] mode.
+    ///
+    /// [`LockOrder::Error`]: crate::LockOrder::Error
+    #[inline]
+    pub(crate) fn check_order(
+        &self,
+        access: Access,
+        location: &'static Location<'static>,
+        set: u64,
+    ) -> Result<(), Error> {
+        match self.entry.resource().order() {
+            None => Ok(()),
+            Some(order) => order.check(
+                self.entry_address(),
+                || self.entry.key_debug(),
+                access,
+                location,
+                set,
+            ),
+        }
     }
 
     #[inline(never)]
@@ -333,7 +398,7 @@ impl Lock {
         caller: Caller,
     ) -> Result<Contention, Unacquired> {
         if let Some(error) = self.self_deadlock(access, caller.location) {
-            return Err(Unacquired::WouldDeadlock(error));
+            return Err(Unacquired::Refused(error));
         }
         let resource = self.entry.resource();
         // Ends the wait's count and live view entry however the wait ends,
@@ -463,6 +528,7 @@ impl Lock {
     ) -> Result<Held, Error> {
         // Async acquisitions never record their holder (see `Caller`).
         let caller = Caller::api(location);
+        self.check_order(access, location, 0)?;
         if self.entry.raw().try_acquire(access) {
             return Ok(self.acquired(access, Contention::Uncontended, caller));
         }
@@ -509,7 +575,7 @@ impl Lock {
             Err((lock, Unacquired::TimedOut)) => {
                 Err(lock.timed_out(access, caller.location, started.elapsed()))
             }
-            Err((_, Unacquired::WouldDeadlock(error) | Unacquired::Backend(error))) => Err(error),
+            Err((_, Unacquired::Refused(error))) => Err(error),
         }
     }
 
@@ -579,7 +645,7 @@ impl Lock {
             lock: self,
             access,
             recorded: false,
-            watch: None,
+            watch: ManuallyDrop::new(None),
         };
         if caller.records_holder && held.lock.entry.resource().settings().self_deadlock_check {
             held.lock.entry.record_holder(caller.location);
@@ -595,7 +661,7 @@ impl Lock {
         };
         resource.record(LockEvent::Acquired { access, waited });
         if resource.settings().watches_holds() {
-            held.watch = Some(Box::new(held.lock.watch_hold(
+            *held.watch = Some(Box::new(held.lock.watch_hold(
                 access,
                 caller.location,
                 waited,
@@ -627,6 +693,9 @@ impl Lock {
     ) -> HoldWatch {
         let resource = self.entry.resource();
         let since = resource.settings().long_hold.map(|_| Instant::now());
+        let order = resource
+            .order()
+            .map(|order| order.hold(self.entry_address(), location, 0));
         let live = resource.live().map(|live| {
             live.log(
                 OperationKind::Acquired,
@@ -648,6 +717,7 @@ impl Lock {
             live,
             location,
             lease: None,
+            order,
         }
     }
 }
@@ -669,14 +739,15 @@ impl Drop for CountedWait<'_> {
 /// Why a blocking wait ended without the lock.
 pub(crate) enum Unacquired {
     TimedOut,
-    WouldDeadlock(Error),
-    /// The resource's backend could not be asked.
-    Backend(Error),
+    /// It would have waited for itself, or inverted a lock order, or the
+    /// resource's backend could not be asked.
+    Refused(Error),
 }
 
 /// What a hold keeps beyond the counters: its start, for hold times, its
-/// entry in the live view, and its backend lease. Boxed, so that a guard
-/// stays small when none of these is configured.
+/// entry in the live view, its place among the locks the lock-order check
+/// counts as held, and its backend lease. Boxed, so that a guard stays
+/// small when none of these is configured.
 struct HoldWatch {
     since: Option<Instant>,
     live: Option<u64>,
@@ -684,6 +755,7 @@ struct HoldWatch {
     location: &'static Location<'static>,
     /// The backend's grant, for a resource bound to a backend.
     lease: Option<Box<dyn Lease>>,
+    order: Option<OrderHold>,
 }
 
 /// A held lock; releases on drop. The one place every release passes
@@ -693,8 +765,10 @@ pub(crate) struct Held {
     access: Access,
     /// Whether the entry records this hold's thread (see [`Caller`]).
     recorded: bool,
-    /// Hold timing and the live view entry, when configured.
-    watch: Option<Box<HoldWatch>>,
+    /// Hold timing, the live view entry and the lock-order hold, when
+    /// configured. Taken by `drop`, so its drop glue stays off the release
+    /// path (a `None` left behind owns nothing).
+    watch: ManuallyDrop<Option<Box<HoldWatch>>>,
 }
 
 impl Held {
@@ -753,6 +827,7 @@ impl Held {
                     live: None,
                     location,
                     lease: None,
+                    order: None,
                 })
             })
             .lease = Some(lease);
@@ -780,7 +855,7 @@ impl Held {
                 Ok(())
             }
             Ok(None) => Err(Unacquired::TimedOut),
-            Err(error) => Err(Unacquired::Backend(error)),
+            Err(error) => Err(Unacquired::Refused(error)),
         }
     }
 
@@ -824,6 +899,33 @@ impl Held {
             .record(LockEvent::PanickedWhileHeld);
     }
 
+    /// Counts this hold, for the lock-order check, as taken by set
+    /// acquisition `set`.
+    pub(crate) fn join_order_set(&self, set: u64) {
+        let hold = self.watch.as_ref().and_then(|watch| watch.order.as_ref());
+        if let (Some(hold), Some(order)) = (hold, self.lock.entry.resource().order()) {
+            order.join_set(hold, set);
+        }
+    }
+
+    /// Releases a hold that is timed, listed or counted by the lock-order
+    /// check.
+    #[cold]
+    fn release_watched(&self, mut watch: Box<HoldWatch>) {
+        // Forgotten first: the holder never counts a lock it released.
+        if let (Some(hold), Some(order)) = (watch.order.take(), self.lock.entry.resource().order())
+        {
+            order.release(hold);
+        }
+        // The backend's lock before the in-process one, so that the next
+        // holder in this process can take it at once.
+        if let Some(lease) = watch.lease.take() {
+            self.release_lease(lease);
+        }
+        self.lock.entry.raw().release(self.access);
+        self.unwatch(&watch);
+    }
+
     /// Ends the hold's timing and live view entry.
     #[cold]
     fn unwatch(&self, watch: &HoldWatch) {
@@ -853,14 +955,9 @@ impl Drop for Held {
         if self.recorded {
             self.lock.entry.forget_holder(self.access);
         }
-        // The backend's lock first, so that the next holder in this
-        // process can take it at once.
-        if let Some(lease) = self.watch.as_mut().and_then(|watch| watch.lease.take()) {
-            self.release_lease(lease);
-        }
-        self.lock.entry.raw().release(self.access);
-        if let Some(watch) = self.watch.take() {
-            self.unwatch(&watch);
+        match self.watch.take() {
+            None => self.lock.entry.raw().release(self.access),
+            Some(watch) => self.release_watched(watch),
         }
         if std::thread::panicking() {
             self.record_panic();
@@ -870,10 +967,17 @@ impl Drop for Held {
 
 /// Turns a [`Held`] lock into the guard type an acquisition returns.
 pub(crate) trait FromHeld {
+    /// Whether the [`Acquire`] future checks the lock order itself: not
+    /// for the internal acquisitions of timed waits and sets, which check
+    /// it before they start, with what they know.
+    const CHECKS_ORDER: bool = true;
+
     fn from_held(held: Held) -> Self;
 }
 
 impl FromHeld for Held {
+    const CHECKS_ORDER: bool = false;
+
     fn from_held(held: Held) -> Self {
         held
     }
@@ -979,6 +1083,12 @@ impl<G: FromHeld> Future for Acquire<G> {
         let Some(lock) = this.lock.as_ref() else {
             panic!("`Acquire` polled after completion");
         };
+        if G::CHECKS_ORDER && lock.checks_order() && matches!(this.wait, WaitState::Start) {
+            if let Err(error) = lock.check_order(this.access, this.location, 0) {
+                // The output cannot carry it. Nothing is queued yet.
+                panic!("{error}");
+            }
+        }
         match lock
             .entry
             .raw()

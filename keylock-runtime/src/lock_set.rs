@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::access::Access;
 use crate::error::Error;
 use crate::lock::{Acquire, Caller, Held, Lock, Unacquired};
+use crate::lock_order;
 use crate::timer;
 
 /// Several locks taken and released together, always in one canonical
@@ -160,6 +161,16 @@ impl LockSet {
         }
     }
 
+    /// A number for one acquisition of the set, which tells the keys it
+    /// takes apart from others of their resource for the lock-order check;
+    /// 0 when the registry does not check orders.
+    fn order_set(&self) -> u64 {
+        match self.locks.first() {
+            Some(lock) if lock.checks_order() => lock_order::next_set(),
+            _ => 0,
+        }
+    }
+
     /// The locks of the set, in the order they are taken.
     pub fn locks(&self) -> impl ExactSizeIterator<Item = &Lock> + '_ {
         self.locks.iter()
@@ -203,6 +214,7 @@ impl LockSet {
     ) -> AcquireSet<G> {
         AcquireSet {
             set: self.clone(),
+            order_set: self.order_set(),
             access,
             location,
             taken: Some(HeldSet::with_capacity(self.locks.len())),
@@ -226,11 +238,11 @@ impl LockSet {
         timeout: Duration,
         location: &'static Location<'static>,
     ) -> impl Future<Output = Result<HeldSet, Error>> + Send + 'static {
-        let mut acquisition = self.acquire::<HeldSet>(access, location);
+        let mut acquisition = self.acquire::<Result<HeldSet, Error>>(access, location);
         async move {
             let started = Instant::now();
             match timer::timeout(timeout, &mut acquisition).await {
-                Some(taken) => Ok(taken),
+                Some(taken) => taken,
                 None => {
                     let waiting_for = acquisition.waiting_for().cloned();
                     // Leaves the queue and releases what was taken before
@@ -246,9 +258,23 @@ impl LockSet {
     }
 
     pub(crate) fn acquire_blocking(&self, access: Access, caller: Caller) -> HeldSet {
+        let set = self.order_set();
         let mut taken = HeldSet::with_capacity(self.locks.len());
         for lock in self.locks.iter() {
-            taken.push(lock.clone().acquire_blocking(access, caller));
+            if set == 0 {
+                taken.push(lock.clone().acquire_blocking(access, caller));
+                continue;
+            }
+            if let Err(error) = lock.check_order(access, caller.location, set) {
+                // Releases what was taken before the refusal.
+                drop(taken);
+                panic!("{error}");
+            }
+            let held = lock
+                .clone()
+                .acquire_blocking(access, caller.order_checked());
+            held.join_order_set(set);
+            taken.push(held);
         }
         taken
     }
@@ -261,20 +287,33 @@ impl LockSet {
     ) -> Result<HeldSet, Error> {
         let started = Instant::now();
         let deadline = started.checked_add(timeout);
+        let set = self.order_set();
+        let caller = if set == 0 {
+            caller
+        } else {
+            caller.order_checked()
+        };
         let mut taken = HeldSet::with_capacity(self.locks.len());
         for lock in self.locks.iter() {
+            if set != 0 {
+                // On refusal, dropping `taken` releases what it holds.
+                lock.check_order(access, caller.location, set)?;
+            }
             match lock
                 .clone()
                 .acquire_blocking_until(access, deadline, caller)
             {
-                Ok(held) => taken.push(held),
+                Ok(held) => {
+                    if set != 0 {
+                        held.join_order_set(set);
+                    }
+                    taken.push(held);
+                }
                 Err((lock, Unacquired::TimedOut)) => {
                     drop(taken);
                     return Err(lock.timed_out(access, caller.location, started.elapsed()));
                 }
-                Err((_, Unacquired::WouldDeadlock(error) | Unacquired::Backend(error))) => {
-                    return Err(error)
-                }
+                Err((_, Unacquired::Refused(error))) => return Err(error),
             }
         }
         Ok(taken)
@@ -320,11 +359,24 @@ impl Drop for HeldSet {
 /// Turns a [`HeldSet`] into the guard a set acquisition returns.
 pub(crate) trait FromHeldSet {
     fn from_held_set(held: HeldSet) -> Self;
+
+    /// What the acquisition gives when the lock-order check refuses it: a
+    /// panic where the output cannot carry the error.
+    fn refused(error: Error) -> Self
+    where
+        Self: Sized,
+    {
+        panic!("{error}")
+    }
 }
 
-impl FromHeldSet for HeldSet {
+impl FromHeldSet for Result<HeldSet, Error> {
     fn from_held_set(held: HeldSet) -> Self {
-        held
+        Ok(held)
+    }
+
+    fn refused(error: Error) -> Self {
+        Err(error)
     }
 }
 
@@ -348,6 +400,8 @@ impl FromHeldSet for HeldSet {
 #[must_use = "futures do nothing unless you `.await` or poll them"]
 pub struct AcquireSet<G> {
     set: LockSet,
+    /// This acquisition's number for the lock-order check (0: unchecked).
+    order_set: u64,
     access: Access,
     location: &'static Location<'static>,
     /// The locks taken so far; `None` once completed.
@@ -391,10 +445,19 @@ impl<G: FromHeldSet> Future for AcquireSet<G> {
                     Poll::Pending => return Poll::Pending,
                 };
                 this.current = None;
+                if this.order_set != 0 {
+                    held.join_order_set(this.order_set);
+                }
                 taken.push(held);
             }
             match this.set.locks.get(taken.len()) {
                 Some(next) => {
+                    if let Err(error) = next.check_order(this.access, this.location, this.order_set)
+                    {
+                        // Releases what was taken before the refusal.
+                        this.taken = None;
+                        return Poll::Ready(G::refused(error));
+                    }
                     this.current = Some(next.clone().acquire(this.access, this.location));
                 }
                 None => {

@@ -10,13 +10,14 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::access::Access;
-use crate::backend::Backend;
+use crate::backend::{Backend, Bound};
 use crate::clock::{Clock, ManualClock};
 use crate::dedup::{Dedup, DedupOptions, ErasedDedup};
 use crate::entry::Settings;
 use crate::key::{Key, LockKey};
 use crate::keyed::Keyed;
 use crate::lock::Lock;
+use crate::lock_order::{LockOrder, OrderGraph};
 use crate::lock_set::{AcquireSet, LockSet, ReadSetGuard, WriteSetGuard};
 use crate::observe::{DedupStats, Stats};
 use crate::raw::Fairness;
@@ -72,7 +73,9 @@ struct Inner {
     /// Deadlocks the watchdog reported, if it runs.
     deadlocks_reported: AtomicU64,
     /// The resources bound to a backend, by name.
-    backends: HashMap<Arc<str>, Arc<dyn Backend>>,
+    backends: HashMap<Arc<str>, Bound>,
+    /// The lock-order graph, when orders are checked.
+    order: Option<Arc<OrderGraph>>,
 }
 
 /// A dedup scope under its name, with the one key type it was created for.
@@ -132,6 +135,7 @@ impl Registry {
             long_hold: None,
             track_holders: false,
             self_deadlock_check: true,
+            lock_order: LockOrder::Off,
             watchdog: None,
             clock: Clock::System,
             backends: HashMap::new(),
@@ -159,9 +163,11 @@ impl Registry {
         }
         let name: Arc<str> = Arc::from(name);
         let backend = self.inner.backends.get(&name).cloned();
+        let order = self.inner.order.as_ref().map(|graph| graph.class(&name));
         let core = Arc::new(ResourceCore::new(
             Arc::clone(&name),
             self.inner.settings,
+            order,
             backend,
         ));
         resources.insert(name, Arc::clone(&core));
@@ -364,6 +370,7 @@ impl Registry {
             resources: self.resources().iter().map(Resource::stats).collect(),
             dedup,
             deadlocks_reported: self.inner.deadlocks_reported.load(Ordering::Relaxed),
+            lock_order_reports: self.inner.order.as_ref().map_or(0, |graph| graph.reports()),
         }
     }
 }
@@ -393,9 +400,10 @@ pub struct RegistryBuilder {
     long_hold: Option<Duration>,
     track_holders: bool,
     self_deadlock_check: bool,
+    lock_order: LockOrder,
     watchdog: Option<Duration>,
     clock: Clock,
-    backends: HashMap<Arc<str>, Arc<dyn Backend>>,
+    backends: HashMap<Arc<str>, Bound>,
 }
 
 impl RegistryBuilder {
@@ -461,6 +469,39 @@ impl RegistryBuilder {
     /// self-deadlock hangs as with any lock.
     pub fn self_deadlock_check(mut self, enabled: bool) -> Self {
         self.self_deadlock_check = enabled;
+        self
+    }
+
+    /// Whether to check the order in which locks are taken (default:
+    /// [`LockOrder::Off`]), as Linux's lockdep does: a tool for debug
+    /// builds and CI that finds deadlocks that did not happen yet.
+    ///
+    /// Each resource is a class of locks (its own lock, or all its keys).
+    /// When a task (inside a Tokio runtime; the thread outside one) takes a
+    /// lock of class B while it holds one of class A, the order A → B is
+    /// recorded for the registry; an acquisition that would close a cycle
+    /// of such orders (B → … → A, then A → B) could deadlock against the
+    /// callers that recorded them, and is reported before it waits, naming
+    /// each order's call sites: [`LockOrder::Warn`] logs a `tracing`
+    /// warning (once per pair of resources) and counts it in
+    /// [`Stats::lock_order_reports`](crate::Stats::lock_order_reports);
+    /// [`LockOrder::Error`] also refuses it with
+    /// [`Error::LockOrder`](crate::Error::LockOrder), through the return
+    /// type of a timed acquisition (`timeout = ..`, the `_timeout` methods)
+    /// and as a panic with that message from the untimed ones, whose
+    /// output cannot carry it.
+    ///
+    /// Two locks of one class taken one inside the other (two keys of one
+    /// resource, or one key twice) are reported too, unless they are keys
+    /// of one lock set (`keys = [..]`, [`Keyed::key_set`]), which takes them
+    /// in canonical order. Reads count as writes (a read waits behind a
+    /// queued writer). Non-waiting acquisitions (`try_`, `on_busy =
+    /// "skip"`) are not checked, as they cannot wait, but count as held.
+    ///
+    /// Cost: nothing measurable off; on, each acquisition and release takes
+    /// the registry's order mutex (see BENCHMARKS.md for the figures).
+    pub fn lock_order(mut self, mode: LockOrder) -> Self {
+        self.lock_order = mode;
         self
     }
 
@@ -540,7 +581,8 @@ impl RegistryBuilder {
     ///
     /// See the README's "Across processes" section for an example.
     pub fn backend(mut self, name: &str, backend: impl Backend) -> Self {
-        self.backends.insert(Arc::from(name), Arc::new(backend));
+        self.backends
+            .insert(Arc::from(name), Bound(Arc::new(backend)));
         self
     }
 
@@ -556,6 +598,7 @@ impl RegistryBuilder {
                     long_hold: self.long_hold,
                     track_holders: self.track_holders,
                     self_deadlock_check: self.self_deadlock_check,
+                    lock_order: self.lock_order != LockOrder::Off,
                 },
                 fairness_bound: self.fairness_bound,
                 resources: Mutex::new(HashMap::new()),
@@ -563,6 +606,7 @@ impl RegistryBuilder {
                 dedup: Mutex::new(HashMap::new()),
                 deadlocks_reported: AtomicU64::new(0),
                 backends: self.backends,
+                order: OrderGraph::new(self.lock_order),
             }),
         };
         if let Some(interval) = self.watchdog {

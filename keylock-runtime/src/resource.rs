@@ -6,12 +6,13 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::access::Access;
-use crate::backend::Backend;
+use crate::backend::Bound;
 use crate::entry::{EntryKey, LockEntry, ResourceInfo, Settings, Unkeyed};
 use crate::key::{Key, LockKey};
 use crate::key_map::{ErasedKeyMap, KeyMap};
 use crate::keyed::Keyed;
 use crate::lock::{Acquire, Lock, ReadGuard, WriteGuard};
+use crate::lock_order::OrderClass;
 use crate::observe::{Occupancy, ResourceStats};
 use crate::sync::{self, AtomicBool, Mutex, Ordering};
 
@@ -48,9 +49,10 @@ impl ResourceCore {
     pub(crate) fn new(
         name: Arc<str>,
         settings: Settings,
-        backend: Option<Arc<dyn Backend>>,
+        order: Option<OrderClass>,
+        backend: Option<Bound>,
     ) -> Self {
-        let info = Arc::new(ResourceInfo::new(name, settings, backend));
+        let info = Arc::new(ResourceInfo::new(name, settings, order, backend));
         ResourceCore {
             own: Arc::new(LockEntry::new(info, Unkeyed)),
             whole: AtomicBool::new(false),

@@ -362,10 +362,8 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "keylock-file-unit-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("keylock-file-unit-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
     }
@@ -427,17 +425,41 @@ mod tests {
         let dir = temp_dir("modes");
         let backend = FileBackend::new(&dir).unwrap();
         let target = Target::new("r", Some("1"));
-        let write = backend.try_lock_now(&target, Access::Write).unwrap().unwrap();
-        assert!(backend.try_lock_now(&target, Access::Write).unwrap().is_none());
-        assert!(backend.try_lock_now(&target, Access::Read).unwrap().is_none());
+        let write = backend
+            .try_lock_now(&target, Access::Write)
+            .unwrap()
+            .unwrap();
+        assert!(backend
+            .try_lock_now(&target, Access::Write)
+            .unwrap()
+            .is_none());
+        assert!(backend
+            .try_lock_now(&target, Access::Read)
+            .unwrap()
+            .is_none());
         drop(write);
-        let read1 = backend.try_lock_now(&target, Access::Read).unwrap().unwrap();
-        let read2 = backend.try_lock_now(&target, Access::Read).unwrap().unwrap();
-        assert!(backend.try_lock_now(&target, Access::Write).unwrap().is_none());
+        let read1 = backend
+            .try_lock_now(&target, Access::Read)
+            .unwrap()
+            .unwrap();
+        let read2 = backend
+            .try_lock_now(&target, Access::Read)
+            .unwrap()
+            .unwrap();
+        assert!(backend
+            .try_lock_now(&target, Access::Write)
+            .unwrap()
+            .is_none());
         drop(read1);
-        assert!(backend.try_lock_now(&target, Access::Write).unwrap().is_none());
+        assert!(backend
+            .try_lock_now(&target, Access::Write)
+            .unwrap()
+            .is_none());
         drop(read2);
-        assert!(backend.try_lock_now(&target, Access::Write).unwrap().is_some());
+        assert!(backend
+            .try_lock_now(&target, Access::Write)
+            .unwrap()
+            .is_some());
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -448,7 +470,10 @@ mod tests {
         let mut last = 0;
         for key in 0..20 {
             let target = Target::new("r", Some(&key.to_string()));
-            let lease = backend.try_lock_now(&target, Access::Write).unwrap().unwrap();
+            let lease = backend
+                .try_lock_now(&target, Access::Write)
+                .unwrap()
+                .unwrap();
             assert!(lease.fence > last);
             last = lease.fence;
             assert!(backend.path_of(&target).exists());
@@ -469,12 +494,18 @@ mod tests {
         let dir = temp_dir("invalid");
         let backend = FileBackend::new(&dir).unwrap();
         let target = Target::new("r", None);
-        let lease = backend.try_lock_now(&target, Access::Write).unwrap().unwrap();
+        let lease = backend
+            .try_lock_now(&target, Access::Write)
+            .unwrap()
+            .unwrap();
         fs::remove_file(backend.path_of(&target)).unwrap();
         assert!(!lease.is_valid());
         // A new holder gets a new file, and the invalid lease does not
         // remove it on release.
-        let next = backend.try_lock_now(&target, Access::Write).unwrap().unwrap();
+        let next = backend
+            .try_lock_now(&target, Access::Write)
+            .unwrap()
+            .unwrap();
         drop(lease);
         assert!(backend.path_of(&target).exists());
         assert!(next.is_valid());

@@ -130,3 +130,14 @@ impl fmt::Display for Target {
         Ok(())
     }
 }
+
+/// A backend as a registry keeps it. Unwind-safe whatever the backend is, so
+/// that registries and handles stay usable across `catch_unwind`: keylock
+/// keeps nothing of a backend call that panicked (a lease is kept only once
+/// granted), and a backend's own state is its own to keep consistent, as
+/// for any `Sync` type shared between threads.
+#[derive(Clone, Debug)]
+pub(crate) struct Bound(pub(crate) Arc<dyn Backend>);
+
+impl std::panic::UnwindSafe for Bound {}
+impl std::panic::RefUnwindSafe for Bound {}

@@ -28,6 +28,19 @@ impl Stats {
                 );
             },
         );
+        family(
+            &mut out,
+            "keylock_lock_order_reports_total",
+            "counter",
+            "Lock-order inversions the registry reported.",
+            |out| {
+                let _ = writeln!(
+                    out,
+                    "keylock_lock_order_reports_total {}",
+                    self.lock_order_reports
+                );
+            },
+        );
         out
     }
 }

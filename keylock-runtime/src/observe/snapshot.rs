@@ -94,6 +94,10 @@ pub struct Stats {
     /// Deadlocks the registry's watchdog reported
     /// ([`deadlock_watchdog`](crate::RegistryBuilder::deadlock_watchdog)).
     pub deadlocks_reported: u64,
+    /// Lock-order inversions reported
+    /// ([`lock_order`](crate::RegistryBuilder::lock_order)): warned about
+    /// or refused.
+    pub lock_order_reports: u64,
 }
 
 /// A snapshot of one dedup scope's figures.

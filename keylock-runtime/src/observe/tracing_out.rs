@@ -46,6 +46,20 @@ pub(crate) fn would_deadlock(error: &Error) {
 #[cfg(not(feature = "tracing"))]
 pub(crate) fn would_deadlock(_: &Error) {}
 
+/// An acquisition that inverts a recorded lock order: an error when it is
+/// refused, a warning when it goes ahead.
+#[cfg(feature = "tracing")]
+pub(crate) fn lock_order(error: &Error, refused: bool) {
+    if refused {
+        tracing::error!(target: "keylock", resource = error.resource(), key = error.key(), "{error}");
+    } else {
+        tracing::warn!(target: "keylock", resource = error.resource(), key = error.key(), "{error}");
+    }
+}
+
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn lock_order(_: &Error, _: bool) {}
+
 /// The `tracing` dispatcher in effect where a wait starts, so that a report
 /// made later on another thread goes to the same subscriber.
 #[cfg(feature = "tracing")]
