@@ -185,7 +185,11 @@ macro_rules! acquire_methods {
             let contention = self.wait_untimed($access, caller);
             // Cloned once held: waiting threads then never touch the
             // handle's reference count, which the holder updates.
-            $guard::from_held(self.clone().acquired($access, contention, caller))
+            let held = self.clone().acquired($access, contention, caller);
+            if held.lock.entry.resource().backend().is_some() {
+                return $guard::from_held(held.take_backend_untimed());
+            }
+            $guard::from_held(held)
         }
 
         #[doc = concat!("Blocks the current thread at most `timeout` for ", $mode, " access.")]
@@ -304,13 +308,9 @@ impl Lock {
     #[inline]
     pub(crate) fn acquire_blocking(self, access: Access, caller: Caller) -> Held {
         let contention = self.wait_untimed(access, caller);
-        let mut held = self.acquired(access, contention, caller);
+        let held = self.acquired(access, contention, caller);
         if held.lock.entry.resource().backend().is_some() {
-            // Without a deadline, backend failures are retried: no error
-            // can leave.
-            if let Err(Unacquired::Refused(error)) = held.take_backend_blocking(None) {
-                unreachable!("backend failures are retried without a deadline: {error}");
-            }
+            return held.take_backend_untimed();
         }
         held
     }
@@ -529,35 +529,21 @@ impl Lock {
         // Async acquisitions never record their holder (see `Caller`).
         let caller = Caller::api(location);
         self.check_order(access, location, 0)?;
-        if self.entry.raw().try_acquire(access) {
-            return Ok(self.acquired(access, Contention::Uncontended, caller));
-        }
-        if let Some(error) = self.self_deadlock(access, caller.location) {
-            return Err(error);
-        }
         let started = Instant::now();
-        let lock = self.clone();
-        let mut held =
+        let held = if self.entry.raw().try_acquire(access) {
+            self.acquired(access, Contention::Uncontended, caller)
+        } else {
+            if let Some(error) = self.self_deadlock(access, caller.location) {
+                return Err(error);
+            }
+            let lock = self.clone();
             match timer::timeout(timeout, self.acquire_local(access, caller.location)).await {
                 Some(held) => held,
                 None => return Err(lock.timed_out(access, caller.location, started.elapsed())),
-            };
-        if let Some(backend) = held.lock.entry.resource().backend() {
-            let wait = backend::acquire(
-                Arc::clone(backend),
-                held.lock.entry.target(),
-                access,
-                Failures::Report,
-            );
-            let left = timeout.saturating_sub(started.elapsed());
-            match timer::timeout(left, wait).await {
-                Some(Ok(lease)) => held.attach(lease),
-                Some(Err(error)) => return Err(error),
-                None => {
-                    drop(held);
-                    return Err(lock.timed_out(access, caller.location, started.elapsed()));
-                }
             }
+        };
+        if held.lock.entry.resource().backend().is_some() {
+            return held.take_backend(timeout, started, location).await;
         }
         Ok(held)
     }
@@ -831,6 +817,52 @@ impl Held {
                 })
             })
             .lease = Some(lease);
+    }
+
+    /// Takes the backend's lock within what is left of `timeout`, counted
+    /// from `started`.
+    #[cold]
+    async fn take_backend(
+        mut self,
+        timeout: Duration,
+        started: Instant,
+        location: &'static Location<'static>,
+    ) -> Result<Held, Error> {
+        let Some(backend) = self.lock.entry.resource().backend() else {
+            return Ok(self);
+        };
+        let wait = backend::acquire(
+            Arc::clone(backend),
+            self.lock.entry.target(),
+            self.access,
+            Failures::Report,
+        );
+        let left = timeout.saturating_sub(started.elapsed());
+        match timer::timeout(left, wait).await {
+            Some(Ok(lease)) => {
+                self.attach(lease);
+                Ok(self)
+            }
+            Some(Err(error)) => Err(error),
+            None => {
+                let (lock, access) = (self.lock.clone(), self.access);
+                drop(self);
+                Err(lock.timed_out(access, location, started.elapsed()))
+            }
+        }
+    }
+
+    /// Takes the backend's lock, waiting as long as it takes (failures are
+    /// retried: there is no error to return).
+    #[cold]
+    fn take_backend_untimed(mut self) -> Held {
+        match self.take_backend_blocking(None) {
+            Ok(()) => self,
+            Err(Unacquired::Refused(error)) => {
+                unreachable!("backend failures are retried without a deadline: {error}")
+            }
+            Err(Unacquired::TimedOut) => unreachable!("a wait without deadline cannot time out"),
+        }
     }
 
     /// Takes the backend's lock, blocking until `deadline` if any.
