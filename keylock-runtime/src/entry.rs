@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::access::Access;
-use crate::backend::{Backend, Bound, Target};
+use crate::backend::{Backend, Bound, Target, Tier};
 use crate::holder;
 use crate::key::Key;
 use crate::lock_order::OrderClass;
@@ -168,7 +168,7 @@ pub(crate) struct ResourceInfo {
     waiting: AtomicUsize,
     peak_waiting: AtomicUsize,
     /// Where the resource's locks are shared beyond this process, if bound.
-    backend: Option<Bound>,
+    tier: Option<Tier>,
 }
 
 /// A queued acquisition, counted (and listed in the live view) until it
@@ -185,7 +185,7 @@ impl ResourceInfo {
         backend: Option<Bound>,
     ) -> Self {
         ResourceInfo {
-            backend,
+            tier: backend.map(|bound| Tier::new(bound.0)),
             name,
             settings,
             counters: Counters::default(),
@@ -203,7 +203,13 @@ impl ResourceInfo {
     /// The backend the resource is bound to, if any.
     #[inline]
     pub(crate) fn backend(&self) -> Option<&Arc<dyn Backend>> {
-        self.backend.as_ref().map(|bound| &bound.0)
+        self.tier.as_ref().map(Tier::backend)
+    }
+
+    /// The backend tier, if the resource is bound to a backend.
+    #[inline]
+    pub(crate) fn tier(&self) -> Option<&Tier> {
+        self.tier.as_ref()
     }
 
     pub(crate) fn settings(&self) -> &Settings {

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::access::Access;
-use crate::backend::{self, BoxFuture, Failures, Lease};
+use crate::backend::{self, Adopted, BoxFuture, ChainedLease, Failures, Lease, Sweep, LINGER};
 use crate::entry::{EntryKey, LockEntry, QueuedWait, ResourceInfo};
 use crate::error::Error;
 use crate::lock_order::OrderHold;
@@ -722,6 +722,32 @@ impl Drop for CountedWait<'_> {
     }
 }
 
+/// Returns the lease parked for the lock of `entry` to the backend, unless
+/// its next holder in this process adopts it first.
+fn arm_sweep(entry: &Arc<LockEntry<dyn EntryKey>>) -> timer::Alarm {
+    let entry = Arc::clone(entry);
+    let due = Instant::now() + LINGER;
+    timer::call_at(due, move || sweep_parked(&entry))
+}
+
+/// The sweep of a parked lease: returned to the backend while nobody here
+/// holds the lock; looked at again later while someone does (who will
+/// adopt or return it).
+fn sweep_parked(entry: &Arc<LockEntry<dyn EntryKey>>) {
+    let Some(tier) = entry.resource().tier() else {
+        return;
+    };
+    let address = Arc::as_ptr(entry) as *const () as usize;
+    let sweep = tier.sweep(
+        address,
+        || entry.raw().try_acquire(Access::Write),
+        || arm_sweep(entry),
+    );
+    if sweep == Sweep::Returned {
+        entry.raw().release(Access::Write);
+    }
+}
+
 /// Why a blocking wait ended without the lock.
 pub(crate) enum Unacquired {
     TimedOut,
@@ -740,7 +766,7 @@ struct HoldWatch {
     /// Where the lock was taken, to name the holder.
     location: &'static Location<'static>,
     /// The backend's grant, for a resource bound to a backend.
-    lease: Option<Box<dyn Lease>>,
+    lease: Option<ChainedLease>,
     order: Option<OrderHold>,
 }
 
@@ -764,19 +790,19 @@ impl Held {
     }
 
     /// The backend's grant, if the resource is bound to a backend.
-    fn lease(&self) -> Option<&dyn Lease> {
-        self.watch.as_ref()?.lease.as_deref()
+    fn lease(&self) -> Option<&ChainedLease> {
+        self.watch.as_ref()?.lease.as_ref()
     }
 
     /// The backend's fencing token for this hold.
     pub(crate) fn fence(&self) -> Option<u64> {
-        self.lease().map(Lease::fence)
+        self.lease().map(ChainedLease::fence)
     }
 
     /// Whether the lock is still held: in-process locks always are; a
     /// backend's lock while its lease is valid.
     pub(crate) fn is_valid(&self) -> bool {
-        self.lease().is_none_or(Lease::is_valid)
+        self.lease().is_none_or(ChainedLease::is_valid)
     }
 
     /// [`Error::LeaseLost`] if the backend lost the lock.
@@ -805,6 +831,33 @@ impl Held {
     /// Keeps the backend's grant with the hold.
     #[cold]
     fn attach(&mut self, lease: Box<dyn Lease>) {
+        self.attach_chained(ChainedLease::new(lease));
+    }
+
+    /// Takes over what a previous holder of this process left: its lease
+    /// (a writer keeps it; a reader returns it and asks for a shared one),
+    /// or a turn for other processes. `Ok` when the hold now has the
+    /// backend's lock; else when to start asking for it.
+    #[cold]
+    fn adopt_parked(&mut self) -> Result<(), Option<Instant>> {
+        let Some(tier) = self.lock.entry.resource().tier() else {
+            return Err(None);
+        };
+        match (tier.adopt(self.lock.entry_address()), self.access) {
+            (Adopted::Lease(lease), Access::Write) => {
+                self.attach_chained(lease);
+                Ok(())
+            }
+            (Adopted::Lease(lease), Access::Read) => {
+                drop(lease);
+                Err(None)
+            }
+            (Adopted::Nothing(not_before), _) => Err(not_before),
+        }
+    }
+
+    #[cold]
+    fn attach_chained(&mut self, lease: ChainedLease) {
         let location = Location::caller();
         self.watch
             .get_or_insert_with(|| {
@@ -828,13 +881,17 @@ impl Held {
         started: Instant,
         location: &'static Location<'static>,
     ) -> Result<Held, Error> {
-        let Some(backend) = self.lock.entry.resource().backend() else {
+        let Some(backend) = self.lock.entry.resource().backend().cloned() else {
+            return Ok(self);
+        };
+        let Err(not_before) = self.adopt_parked() else {
             return Ok(self);
         };
         let wait = backend::acquire(
-            Arc::clone(backend),
+            backend,
             self.lock.entry.target(),
             self.access,
+            not_before,
             Failures::Report,
         );
         let left = timeout.saturating_sub(started.elapsed());
@@ -871,6 +928,9 @@ impl Held {
         let Some(backend) = self.lock.entry.resource().backend().cloned() else {
             return Ok(());
         };
+        let Err(not_before) = self.adopt_parked() else {
+            return Ok(());
+        };
         let target = self.lock.entry.target();
         let failures = match deadline {
             Some(_) => Failures::Report,
@@ -879,7 +939,14 @@ impl Held {
         // Another process holds it, never this one: the wait cannot be
         // for a task of this thread's runtime.
         let granted = runtime_thread::block_bounded(|| {
-            backend::acquire_blocking(&*backend, &target, self.access, deadline, failures)
+            backend::acquire_blocking(
+                &*backend,
+                &target,
+                self.access,
+                not_before,
+                deadline,
+                failures,
+            )
         });
         match granted {
             Ok(Some(lease)) => {
@@ -897,6 +964,9 @@ impl Held {
         let Some(backend) = self.lock.entry.resource().backend().cloned() else {
             return Ok(self);
         };
+        if self.adopt_parked().is_ok() {
+            return Ok(self);
+        }
         let target = self.lock.entry.target();
         match backend::try_once(&*backend, &target, self.access) {
             Ok(Some(lease)) => {
@@ -912,13 +982,23 @@ impl Held {
         }
     }
 
-    /// Releases the backend's lock, counting it if it was lost.
+    /// Releases the backend's lock, counting it if it was lost; or, when
+    /// a writer releases while callers of this process queue for the lock,
+    /// parks it for the next of them (see `backend::chain`).
     #[cold]
-    fn release_lease(&self, lease: Box<dyn Lease>) {
+    fn release_lease(&self, lease: ChainedLease) {
         if !lease.is_valid() {
             let error = self.lease_lost();
             self.lock.entry.resource().record(LockEvent::LeaseLost);
             tracing_out::lease_lost(&error);
+            return;
+        }
+        let entry = &self.lock.entry;
+        if let (Access::Write, Some(tier)) = (self.access, entry.resource().tier()) {
+            if entry.raw().waiters() > 0 {
+                tier.park(self.lock.entry_address(), lease, || arm_sweep(entry));
+                return;
+            }
         }
         drop(lease);
     }
@@ -1143,19 +1223,8 @@ impl<G: FromHeld> Future for Acquire<G> {
                     unreachable!("checked above");
                 };
                 let held = lock.acquired(this.access, contention, Caller::api(this.location));
-                if this.backend_tier {
-                    if let Some(backend) = held.lock.entry.resource().backend() {
-                        this.remote = Some(Box::new(RemoteWait {
-                            wait: Box::pin(backend::acquire(
-                                Arc::clone(backend),
-                                held.lock.entry.target(),
-                                this.access,
-                                Failures::Retry,
-                            )),
-                            held,
-                        }));
-                        return this.poll_remote(cx).map(G::from_held);
-                    }
+                if this.backend_tier && held.lock.entry.resource().backend().is_some() {
+                    return this.start_remote(held, cx).map(G::from_held);
                 }
                 Poll::Ready(G::from_held(held))
             }
@@ -1164,6 +1233,29 @@ impl<G: FromHeld> Future for Acquire<G> {
 }
 
 impl<G> Acquire<G> {
+    /// Starts the second tier: the backend's lock, adopted from a previous
+    /// holder of this process or asked for.
+    #[cold]
+    fn start_remote(&mut self, mut held: Held, cx: &mut Context<'_>) -> Poll<Held> {
+        let Some(backend) = held.lock.entry.resource().backend().cloned() else {
+            return Poll::Ready(held);
+        };
+        let Err(not_before) = held.adopt_parked() else {
+            return Poll::Ready(held);
+        };
+        self.remote = Some(Box::new(RemoteWait {
+            wait: Box::pin(backend::acquire(
+                backend,
+                held.lock.entry.target(),
+                self.access,
+                not_before,
+                Failures::Retry,
+            )),
+            held,
+        }));
+        self.poll_remote(cx)
+    }
+
     /// Polls the wait for the backend's lock.
     #[cold]
     fn poll_remote(&mut self, cx: &mut Context<'_>) -> Poll<Held> {

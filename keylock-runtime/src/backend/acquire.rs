@@ -70,8 +70,12 @@ pub(crate) async fn acquire(
     backend: Arc<dyn Backend>,
     target: Target,
     access: Access,
+    not_before: Option<Instant>,
     failures: Failures,
 ) -> Result<Box<dyn Lease>, Error> {
+    if let Some(pause) = not_before.map(|until| until.saturating_duration_since(Instant::now())) {
+        timer::timeout(pause, std::future::pending::<()>()).await;
+    }
     let mut backoff = Backoff::new();
     loop {
         let pause = match backend.try_lock(&target, access).await {
@@ -97,9 +101,14 @@ pub(crate) fn acquire_blocking(
     backend: &dyn Backend,
     target: &Target,
     access: Access,
+    not_before: Option<Instant>,
     deadline: Option<Instant>,
     failures: Failures,
 ) -> Result<Option<Box<dyn Lease>>, Error> {
+    if let Some(until) = not_before {
+        let until = deadline.map_or(until, |deadline| until.min(deadline));
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    }
     let mut backoff = Backoff::new();
     loop {
         let pause = match block_on(backend.try_lock(target, access)) {

@@ -14,6 +14,7 @@
 //! it is still valid, and dropping it releases the lock in the backend.
 
 mod acquire;
+mod chain;
 #[cfg(unix)]
 mod file;
 
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use crate::access::Access;
 
 pub(crate) use acquire::{acquire, acquire_blocking, try_once, Failures};
+pub(crate) use chain::{Adopted, ChainedLease, Sweep, Tier, LINGER};
 #[cfg(unix)]
 pub use file::FileBackend;
 
