@@ -6,18 +6,27 @@
 //! store with a read-modify-write that would lose updates without a lock,
 //! and snapshots of the store must be consistent.
 //!
+//! With `--processes N`, the bot runs as N processes, as a bot that grew
+//! into shards does: each channel's messages are spread over all of them,
+//! the channel lock is shared through keylock's file backend, and a reply
+//! counter per channel lives in a file that every process reads and
+//! rewrites. The proofs then hold across processes: no two processes
+//! handle a channel at once, and no count is lost.
+//!
 //! ```text
 //! cargo run --example bot
 //! cargo run --example bot -- --channels 16 --messages 5 --work-ms 10
+//! cargo run --example bot -- --processes 4
 //! ```
 
 use std::collections::HashMap;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use keylock::{read_lock, write_lock};
+use keylock::{read_lock, write_lock, FileBackend, Registry};
 
 /// One incoming chat message.
 struct Message {
@@ -62,12 +71,15 @@ struct Bot {
     /// Channels being handled right now, and the most at once.
     busy_channels: AtomicUsize,
     peak_channels: AtomicUsize,
+    /// With several processes: the directory they share.
+    shared: Option<PathBuf>,
 }
 
 impl Bot {
-    fn new(work: Duration) -> Self {
+    fn new(work: Duration, shared: Option<PathBuf>) -> Self {
         Bot {
             work,
+            shared,
             store: Store::default(),
             handled: Mutex::default(),
             running: Mutex::default(),
@@ -80,6 +92,9 @@ impl Bot {
     #[write_lock("channels", key = message.channel, timeout = "30s")]
     async fn on_message(self: Arc<Self>, message: Message) -> Result<(), keylock::Error> {
         self.enter(message.channel);
+        if let Some(shared) = &self.shared {
+            count_across_processes(shared, message.channel);
+        }
         // Think about a reply.
         tokio::time::sleep(self.work).await;
         self.handled
@@ -131,21 +146,60 @@ impl Bot {
     }
 }
 
+/// Holding the channel's lock, shared by every process: marks the channel
+/// busy (finding it busy already means two processes overlap), and counts
+/// the reply in the channel's counter file with a read and a rewrite, which
+/// loses counts unless processes exclude each other.
+fn count_across_processes(shared: &Path, channel: u64) {
+    let busy = shared.join(format!("busy-{channel}"));
+    if std::fs::File::create_new(&busy).is_err() {
+        let overlaps = shared.join(format!("overlap-{channel}-{}", std::process::id()));
+        let _ = std::fs::write(overlaps, "two processes handled this channel at once");
+    }
+    let counter = shared.join(format!("count-{channel}"));
+    let count: u64 = std::fs::read_to_string(&counter)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(0);
+    std::thread::sleep(Duration::from_micros(100));
+    std::fs::write(&counter, (count + 1).to_string()).expect("counter file");
+    let _ = std::fs::remove_file(busy);
+}
+
 /// Sizes of the simulation.
 struct Config {
     channels: u64,
     messages: u32,
     work: Duration,
+    processes: u32,
+    /// For a worker process: its number and the directory shared with the
+    /// others.
+    worker: Option<(u32, PathBuf)>,
 }
 
-const USAGE: &str =
-    "usage: bot [--channels N (1..=1000)] [--messages N (1..=1000)] [--work-ms N (0..=1000)]";
+impl Config {
+    /// Whether this process handles message `seq` of `channel`: with
+    /// several processes, a channel's messages go round them.
+    fn handles(&self, channel: u64, seq: u32) -> bool {
+        match &self.worker {
+            None => true,
+            Some((index, _)) => {
+                (channel + u64::from(seq)) % u64::from(self.processes) == u64::from(*index)
+            }
+        }
+    }
+}
+
+const USAGE: &str = "usage: bot [--channels N (1..=1000)] [--messages N (1..=1000)] \
+                     [--work-ms N (0..=1000)] [--processes N (1..=16)]";
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Config, String> {
     let mut config = Config {
         channels: 8,
         messages: 10,
         work: Duration::from_millis(20),
+        processes: 1,
+        worker: None,
     };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -170,6 +224,19 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Config, String> 
                     .map_err(|_| "--messages is too large".to_owned())?;
             }
             "--work-ms" => config.work = Duration::from_millis(value("--work-ms", 1000, 0)?),
+            "--processes" => {
+                config.processes = u32::try_from(value("--processes", 16, 1)?)
+                    .map_err(|_| "--processes is too large".to_owned())?;
+            }
+            // Set by the first process for the ones it starts.
+            "--worker" => {
+                let index = u32::try_from(value("--worker", 15, 0)?)
+                    .map_err(|_| "--worker is too large".to_owned())?;
+                let dir = args
+                    .next()
+                    .ok_or_else(|| format!("--worker needs a directory\n{USAGE}"))?;
+                config.worker = Some((index, PathBuf::from(dir)));
+            }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
@@ -186,20 +253,56 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let total = config.channels * u64::from(config.messages);
-    println!(
-        "keylock bot demo: {} channels x {} messages, {:?} of work per message",
-        config.channels, config.messages, config.work
-    );
+    if config.processes > 1 && config.worker.is_none() {
+        return run_processes(&config);
+    }
+    let shared = config.worker.as_ref().map(|(_, dir)| dir.clone());
+    if let Some(dir) = &shared {
+        // The channel locks, shared by every process through files. The
+        // annotations do not change.
+        let backend = match FileBackend::new(dir.join("locks")) {
+            Ok(backend) => backend,
+            Err(error) => {
+                eprintln!("cannot use {}: {error}", dir.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        if Registry::builder()
+            .backend("channels", backend)
+            .build_global()
+            .is_err()
+        {
+            eprintln!("the global registry was in use before it was configured");
+            return ExitCode::FAILURE;
+        }
+    }
+    let expected = |channel: u64| {
+        (0..config.messages)
+            .filter(|&seq| config.handles(channel, seq))
+            .count()
+    };
+    let total: u64 = (0..config.channels)
+        .map(|channel| expected(channel) as u64)
+        .sum();
+    match &config.worker {
+        None => println!(
+            "keylock bot demo: {} channels x {} messages, {:?} of work per message",
+            config.channels, config.messages, config.work
+        ),
+        Some((index, _)) => println!(
+            "process {index} of {}: {total} of the {} channels' messages",
+            config.processes, config.channels
+        ),
+    }
 
-    let bot = Arc::new(Bot::new(config.work));
+    let bot = Arc::new(Bot::new(config.work, shared));
     let started = Instant::now();
     let mut tasks = Vec::new();
     // Messages arrive interleaved across channels, each in its own task, as
     // a gateway delivers them; a channel's next message arrives while its
     // previous one is still being handled.
     for seq in 0..config.messages {
-        for channel in 0..config.channels {
+        for channel in (0..config.channels).filter(|&channel| config.handles(channel, seq)) {
             let bot = Arc::clone(&bot);
             tasks.push(tokio::spawn(bot.on_message(Message { channel, seq })));
         }
@@ -227,7 +330,7 @@ async fn main() -> ExitCode {
         let order = handled.get(&channel).cloned().unwrap_or_default();
         let in_order = order.windows(2).all(|pair| pair[0] < pair[1]);
         let peak = running.get(&channel).map_or(0, |(_, peak)| *peak);
-        let good = in_order && peak <= 1 && order.len() == config.messages as usize;
+        let good = in_order && peak <= 1 && order.len() == expected(channel);
         ok &= good;
         if channel < 5 || !good {
             println!(
@@ -246,6 +349,14 @@ async fn main() -> ExitCode {
         println!("  ... and {} more channels", config.channels - 5);
     }
     let serial = config.work * u32::try_from(total).unwrap_or(u32::MAX);
+    if config.worker.is_some() {
+        println!("elapsed {elapsed:.2?}");
+        return if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     println!(
         "elapsed {:.2?}; one message at a time overall would take at least {:.2?}; \
          up to {} channels were handled at once",
@@ -263,6 +374,85 @@ async fn main() -> ExitCode {
         "\nlock statistics:\n{}",
         keylock::Registry::global().stats()
     );
+    if ok {
+        println!("all checks passed");
+        ExitCode::SUCCESS
+    } else {
+        println!("CHECKS FAILED");
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs the bot as `config.processes` processes sharing one directory, and
+/// checks what they did together.
+fn run_processes(config: &Config) -> ExitCode {
+    let dir = std::env::temp_dir().join(format!("keylock-bot-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(error) = std::fs::create_dir_all(&dir) {
+        eprintln!("cannot create {}: {error}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "keylock bot demo: {} channels x {} messages over {} processes sharing locks \
+         through files in {}",
+        config.channels,
+        config.messages,
+        config.processes,
+        dir.display()
+    );
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(error) => {
+            eprintln!("cannot find this program to start it again: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = Instant::now();
+    let children: Vec<_> = (0..config.processes)
+        .map(|index| {
+            Command::new(&exe)
+                .args(["--channels", &config.channels.to_string()])
+                .args(["--messages", &config.messages.to_string()])
+                .args(["--work-ms", &config.work.as_millis().to_string()])
+                .args(["--processes", &config.processes.to_string()])
+                .args(["--worker", &index.to_string()])
+                .arg(&dir)
+                .spawn()
+        })
+        .collect();
+    let mut ok = true;
+    for child in children {
+        match child.and_then(|mut child| child.wait()) {
+            Ok(status) => ok &= status.success(),
+            Err(error) => {
+                eprintln!("a process failed to run: {error}");
+                ok = false;
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let mut counted = 0;
+    let mut overlaps = 0;
+    for channel in 0..config.channels {
+        counted += std::fs::read_to_string(dir.join(format!("count-{channel}")))
+            .ok()
+            .and_then(|text| text.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        overlaps = entries
+            .filter_map(Result::ok)
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with("overlap-"))
+            .count();
+    }
+    let total = config.channels * u64::from(config.messages);
+    println!(
+        "all processes: elapsed {elapsed:.2?}; {counted} of {total} replies counted in the \
+         shared files ({} lost updates); {overlaps} times two processes held a channel at once",
+        total - counted.min(total)
+    );
+    ok &= counted == total && overlaps == 0;
+    let _ = std::fs::remove_dir_all(&dir);
     if ok {
         println!("all checks passed");
         ExitCode::SUCCESS
