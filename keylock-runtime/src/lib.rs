@@ -98,6 +98,11 @@
 //!   registry ([`LockOrder`]): which resources each task or thread takes
 //!   while holding others, and what each holds, so that an acquisition
 //!   that inverts a recorded order is reported before it waits.
+//! - **Backends** (`backend`): the [`Backend`] interface for locks shared
+//!   beyond this process, the waits for it (one attempt at a time, with
+//!   backoff), the lease passed along a chain of local holders, and the
+//!   [`FileBackend`]. A resource bound to one keeps its in-process lock as
+//!   the first tier; only the holder of that lock asks the backend.
 //! - **The entry** (`entry`): what one lock is: the primitive, the
 //!   resource's shared info (name, settings, counters, live view) and the
 //!   key, stored inline and seen without its type by the layers above.
