@@ -62,6 +62,7 @@ const LONGEST_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 #[non_exhaustive]
 pub struct DedupOptions {
     /// How long a committed key is remembered. Default: 10 minutes.
+    /// Longer than 100 years is taken as 100 years.
     pub ttl: Duration,
     /// How many committed keys are remembered at most; the oldest is
     /// forgotten first. Default: 100,000. Zero is taken as one.
