@@ -42,6 +42,10 @@ const MODES: &[&str] = &[
     "keylock_keyed_blocking_lock_order",
     "keylock_keyed_nested",
     "keylock_keyed_nested_lock_order",
+    "dedup_stream_attribute",
+    "mutex_fxhashset_stream",
+    "dedup_duplicate_attribute",
+    "mutex_fxhashset_duplicate",
 ];
 
 static ANNOTATED: std::sync::LazyLock<keylock::Registry> =
@@ -65,6 +69,34 @@ fn annotated_named_blocking() {
 #[keylock::write_lock("k", key = id, registry = ANNOTATED)]
 fn annotated_keyed_blocking(id: u64) {
     black_box(id);
+}
+
+/// The stream of `benches/workload.rs`, at a capacity the 200,000 calls
+/// pass early, so that most new ids also evict one.
+#[keylock::dedup("events", id, capacity = 10_000, registry = ANNOTATED)]
+fn annotated_dedup_stream(id: u64) {
+    black_box(id);
+}
+
+#[keylock::dedup("duplicates", id, registry = ANNOTATED)]
+fn annotated_dedup(id: u64) {
+    black_box(id);
+}
+
+/// The `i`th id of a stream where about one delivery in four repeats one
+/// of the 16 ids before it, as redelivered events do.
+fn stream_id(i: u64) -> u64 {
+    fn mix(mut x: u64) -> u64 {
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    }
+    let back = mix(!i) % 64;
+    if back < 16 && i > 64 {
+        mix(i - 1 - back)
+    } else {
+        mix(i)
+    }
 }
 
 fn main() {
@@ -93,9 +125,14 @@ fn main() {
     let tokio_map: DashMap<u64, Arc<tokio::sync::Mutex<()>>> = DashMap::new();
     let mutex = parking_lot::Mutex::new(());
     let sync_map: DashMap<u64, Arc<parking_lot::Mutex<()>>> = DashMap::new();
+    let set = parking_lot::Mutex::new(rustc_hash::FxHashSet::<u64>::default());
+    annotated_dedup(u64::MAX);
+    set.lock().insert(u64::MAX);
     runtime.block_on(async {
         for i in 0..OPERATIONS {
             let key = i & 7;
+            // Computed in every mode, so that the fixed cost includes it.
+            let id = black_box(stream_id(i));
             match mode {
                 Some(0) => drop(black_box(db.write().await)),
                 Some(1) => annotated_named().await,
@@ -132,6 +169,10 @@ fn main() {
                     drop(black_box(checked_keys.write(&key).await));
                     drop(outer);
                 }
+                Some(19) => annotated_dedup_stream(id),
+                Some(20) => drop(black_box(set.lock().insert(id))),
+                Some(21) => annotated_dedup(black_box(u64::MAX)),
+                Some(22) => drop(black_box(set.lock().insert(black_box(u64::MAX)))),
                 _ => {}
             }
         }

@@ -8,13 +8,23 @@
 //! the scope's mutex: two copies of an event can never both pass.
 //!
 //! Memory is bounded: at most `capacity` keys are remembered, the oldest
-//! evicted first, and expired keys are purged as a side effect of claims;
-//! no background thread is needed.
+//! evicted first, and expired keys are purged as a side effect of commits
+//! and claims; no background thread is needed.
+//!
+//! Each key is stored once, in an open-addressing [`table`]; the commit
+//! order is a ring of (expiry, short hash) pairs, so evicting the oldest
+//! key needs neither a second copy of it nor its `Hash`. A new key reads
+//! the clock once (at its commit), a duplicate once (to see whether the
+//! remembered key expired), a duplicate of a running call never.
+
+mod table;
 
 use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
+use std::hash::BuildHasher;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -24,12 +34,17 @@ use crate::error::Error;
 use crate::key::{Key, LockKey};
 use crate::observe::DedupStats;
 use crate::sync::{self, AtomicU64, Mutex, MutexGuard, Ordering, Thread};
+use table::{short_hash, Slot, Table, FIRST_CLAIM};
 
 /// How long a committed key is remembered unless configured otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10 * 60);
 
 /// How many committed keys a scope remembers unless configured otherwise.
 pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// Longer times-to-live are taken as this (about 100 years), which any
+/// clock can add to the present.
+const LONGEST_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Settings of a dedup scope, fixed when the scope is first created.
 ///
@@ -47,6 +62,7 @@ pub const DEFAULT_CAPACITY: usize = 100_000;
 #[non_exhaustive]
 pub struct DedupOptions {
     /// How long a committed key is remembered. Default: 10 minutes.
+    /// Longer than 100 years is taken as 100 years.
     pub ttl: Duration,
     /// How many committed keys are remembered at most; the oldest is
     /// forgotten first. Default: 100,000. Zero is taken as one.
@@ -94,9 +110,6 @@ impl Default for DedupOptions {
     }
 }
 
-/// Marks a key whose first call is still running.
-const IN_FLIGHT: u64 = u64::MAX;
-
 enum Wake {
     Task(Waker),
     Thread(Thread),
@@ -111,32 +124,77 @@ impl Wake {
     }
 }
 
+/// A remembered key's place in the commit order.
+#[derive(Clone, Copy)]
+struct Remembered {
+    /// When the key expires. An `Instant` rather than a count of
+    /// nanoseconds: comparing two is cheaper than converting one.
+    expiry: Instant,
+    /// The key's short hash, to find its slot when it is forgotten.
+    hash: u32,
+}
+
 struct State<K> {
-    /// Per key: `IN_FLIGHT`, or when the remembered key expires, in
-    /// nanoseconds since the scope's epoch.
-    records: HashMap<K, u64, foldhash::fast::RandomState>,
+    /// Every key in memory, in flight or remembered.
+    table: Table<K>,
     /// Remembered keys in commit order, which is also expiry order since
-    /// every key of a scope lives for the same time. Entries whose key was
-    /// since forgotten or re-claimed are skipped when they reach the front.
-    remembered: VecDeque<(K, u64)>,
+    /// every key of a scope lives for the same time. Entry `i` is the
+    /// commit with sequence number `first + i`; every entry has its slot in
+    /// the table and every remembered slot its entry.
+    remembered: VecDeque<Remembered>,
+    /// Sequence number of the oldest remembered key; numbers start at 1.
+    first: u64,
+    /// Sequence number of the next claim.
+    next_claim: u64,
+    /// Duplicates turned away; counted under the mutex already held.
+    duplicates: u64,
     /// Callers waiting for an in-flight key (`in_flight = "wait"`).
     waiters: HashMap<K, Vec<(u64, Wake)>, foldhash::fast::RandomState>,
+}
+
+impl<K> State<K> {
+    /// When the key remembered by commit `seq` expires.
+    fn expiry(&self, seq: u64) -> Instant {
+        let index = usize::try_from(seq - self.first).unwrap_or(usize::MAX);
+        self.remembered[index].expiry
+    }
+
+    /// Forgets the oldest remembered key.
+    fn forget_oldest(&mut self) {
+        if let Some(oldest) = self.remembered.pop_front() {
+            let seq = self.first;
+            self.first += 1;
+            let found = self.table.find(oldest.hash, |slot| slot.seq.get() == seq);
+            debug_assert!(found.is_some(), "commit {seq} has no slot");
+            if let Some(i) = found {
+                self.table.remove(i);
+            }
+        }
+    }
+
+    /// Forgets the remembered keys that expired by `now`, oldest first.
+    fn purge(&mut self, now: Instant) {
+        while self.remembered.front().is_some_and(|r| r.expiry <= now) {
+            self.forget_oldest();
+        }
+    }
 }
 
 pub(crate) struct Scope<K> {
     name: Arc<str>,
     options: DedupOptions,
+    /// The time-to-live, at most [`LONGEST_TTL`].
+    ttl: Duration,
     clock: Clock,
-    epoch: Instant,
+    hasher: foldhash::fast::RandomState,
     state: Mutex<State<K>>,
     next_ticket: AtomicU64,
-    duplicates: AtomicU64,
 }
 
 /// What a claim attempt found.
 enum Attempt<K> {
-    /// The caller holds the claim; its copy of the key.
-    Claimed(K),
+    /// The caller holds the claim: its copy of the key, its number.
+    Claimed(K, NonZeroU64),
     Remembered,
     InFlight,
 }
@@ -146,48 +204,47 @@ impl<K: Key> Scope<K> {
         sync::lock(&self.state)
     }
 
-    fn now(&self) -> u64 {
-        let elapsed = self.clock.now().saturating_duration_since(self.epoch);
-        u64::try_from(elapsed.as_nanos()).unwrap_or(IN_FLIGHT - 1)
+    fn now(&self) -> Instant {
+        self.clock.now()
     }
 
-    fn attempt<Q>(&self, state: &mut State<K>, key: &Q) -> Attempt<K>
+    /// The short hash of `key`, computed before taking the mutex.
+    fn hash<Q: ?Sized + std::hash::Hash>(&self, key: &Q) -> u32 {
+        short_hash(self.hasher.hash_one(key))
+    }
+
+    /// Looks `key` up and claims it if nobody has.
+    fn attempt<Q>(&self, state: &mut State<K>, key: &Q, hash: u32) -> Attempt<K>
     where
         Q: ?Sized + LockKey<Owned = K>,
         K: Borrow<Q>,
     {
-        let now = self.now();
-        // Purge what has expired, oldest first.
-        while let Some((_, expiry)) = state.remembered.front() {
-            if *expiry > now {
-                break;
+        let found = state.table.find(hash, |slot| slot.key.borrow() == key);
+        if let Some(slot) = found.and_then(|i| state.table.get(i)) {
+            if slot.in_flight() {
+                return Attempt::InFlight;
             }
-            if let Some((old, expiry)) = state.remembered.pop_front() {
-                if state.records.get::<K>(&old) == Some(&expiry) {
-                    state.records.remove::<K>(&old);
-                }
+            let seq = slot.seq.get();
+            let now = self.now();
+            if state.expiry(seq) > now {
+                return Attempt::Remembered;
             }
+            // Expired: so is every key committed before it, and purging
+            // forgets them all, this one included.
+            state.purge(now);
         }
-        // The claim's own copy of the key is made before the record goes
-        // in flight: a key whose `Clone` panics leaves the scope as it was.
-        match state.records.get_mut(key) {
-            Some(record) if *record == IN_FLIGHT => Attempt::InFlight,
-            Some(record) if *record > now => Attempt::Remembered,
-            Some(record) => {
-                let claimed = key.to_owned_key();
-                *record = IN_FLIGHT;
-                Attempt::Claimed(claimed)
-            }
-            None => {
-                let claimed = key.to_owned_key();
-                state.records.insert(claimed.clone(), IN_FLIGHT);
-                Attempt::Claimed(claimed)
-            }
-        }
+        // Both copies of the key are made before the table changes: a key
+        // whose `Clone` panics leaves the scope as it was.
+        let claimed = key.to_owned_key();
+        let stored = claimed.clone();
+        let seq = NonZeroU64::new(state.next_claim).unwrap_or(NonZeroU64::MAX);
+        state.next_claim += 1;
+        state.table.insert(hash, Slot { key: stored, seq });
+        Attempt::Claimed(claimed, seq)
     }
 
+    /// Describes a duplicate that was already counted.
     fn duplicate<Q: ?Sized + fmt::Debug>(&self, key: &Q, in_flight: bool) -> Error {
-        self.duplicates.fetch_add(1, Ordering::Relaxed);
         crate::observe::tracing_out::duplicate(&self.name, in_flight);
         crate::observe::metrics_out::duplicate(&self.name);
         Rejection {
@@ -198,29 +255,44 @@ impl<K: Key> Scope<K> {
         .into_error()
     }
 
-    /// Ends the claim on `key`: remembered when `commit`, else forgotten.
-    fn finish(&self, key: &K, commit: bool) {
+    /// Ends claim `claim` of `key` (short hash `hash`): remembered when
+    /// `commit`, else forgotten. Runs none of the key's code unless a caller
+    /// waits for it: the slot is found by its claim number, and the key
+    /// stays in it.
+    fn finish(&self, key: &K, hash: u32, claim: NonZeroU64, commit: bool) {
         let woken = {
-            let mut state = self.lock();
-            if state.records.get(key) == Some(&IN_FLIGHT) {
-                if commit && !self.options.ttl.is_zero() {
-                    // Copies first: a `Clone` that panics changes nothing,
-                    // and the claim, still holding its key, releases.
-                    let copies = (key.clone(), key.clone());
-                    let ttl = u64::try_from(self.options.ttl.as_nanos()).unwrap_or(IN_FLIGHT - 1);
-                    let expiry = self.now().saturating_add(ttl).min(IN_FLIGHT - 1);
-                    state.records.insert(copies.0, expiry);
-                    state.remembered.push_back((copies.1, expiry));
-                    while state.remembered.len() > self.options.capacity.max(1) {
-                        if let Some((old, expiry)) = state.remembered.pop_front() {
-                            if state.records.get(&old) == Some(&expiry) {
-                                state.records.remove(&old);
-                            }
-                        }
-                    }
-                } else {
-                    state.records.remove(key);
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            if commit && !self.ttl.is_zero() {
+                let now = self.now();
+                state.purge(now);
+                let capacity = self.options.capacity.max(1);
+                if state.remembered.len() >= capacity {
+                    state.forget_oldest();
                 }
+                let seq = state.first + state.remembered.len() as u64;
+                let found = state.table.find(hash, |slot| slot.seq == claim);
+                if let Some(slot) = found.and_then(|i| state.table.get_mut(i)) {
+                    slot.seq = NonZeroU64::new(seq).unwrap_or(NonZeroU64::MIN);
+                    // Expiry order is commit order even should the clock
+                    // step back.
+                    let expiry = now.checked_add(self.ttl).unwrap_or(now);
+                    let expiry = state
+                        .remembered
+                        .back()
+                        .map_or(expiry, |latest| expiry.max(latest.expiry));
+                    // Grown by hand near the capacity: the ring never holds
+                    // more room than the capacity needs.
+                    let len = state.remembered.len();
+                    if len == state.remembered.capacity() {
+                        state
+                            .remembered
+                            .reserve_exact(len.max(8).min(capacity - len));
+                    }
+                    state.remembered.push_back(Remembered { expiry, hash });
+                }
+            } else if let Some(i) = state.table.find(hash, |slot| slot.seq == claim) {
+                state.table.remove(i);
             }
             if state.waiters.is_empty() {
                 None
@@ -228,8 +300,10 @@ impl<K: Key> Scope<K> {
                 state.waiters.remove(key)
             }
         };
-        for (_, wake) in woken.into_iter().flatten() {
-            wake.wake();
+        if let Some(woken) = woken {
+            for (_, wake) in woken {
+                wake.wake();
+            }
         }
     }
 
@@ -277,20 +351,24 @@ impl<K: Key> Clone for Dedup<K> {
 
 impl<K: Key> Dedup<K> {
     pub(crate) fn new(name: Arc<str>, options: DedupOptions, clock: Clock) -> Self {
-        let epoch = clock.now();
+        let ttl = options.ttl.min(LONGEST_TTL);
+        let table = Table::new(options.capacity.max(1));
         Dedup {
             scope: Arc::new(Scope {
                 name,
                 options,
+                ttl,
                 clock,
-                epoch,
+                hasher: foldhash::fast::RandomState::default(),
                 state: Mutex::new(State {
-                    records: HashMap::default(),
+                    table,
                     remembered: VecDeque::new(),
+                    first: 1,
+                    next_claim: FIRST_CLAIM,
+                    duplicates: 0,
                     waiters: HashMap::default(),
                 }),
                 next_ticket: AtomicU64::new(0),
-                duplicates: AtomicU64::new(0),
             }),
         }
     }
@@ -326,18 +404,25 @@ impl<K: Key> Dedup<K> {
         Q: ?Sized + LockKey<Owned = K>,
         K: Borrow<Q>,
     {
-        let attempt = self.scope.attempt(&mut self.scope.lock(), key);
-        let in_flight = match attempt {
-            Attempt::Claimed(key) => {
-                return Ok(Claim {
-                    scope: Arc::clone(&self.scope),
-                    key: Some(key),
-                })
-            }
-            Attempt::Remembered => false,
-            Attempt::InFlight => true,
+        let hash = self.scope.hash(key);
+        let in_flight = {
+            let mut state = self.scope.lock();
+            let in_flight = match self.scope.attempt(&mut state, key, hash) {
+                Attempt::Claimed(key, seq) => {
+                    drop(state);
+                    return Ok(Claim {
+                        scope: Arc::clone(&self.scope),
+                        key: Some(key),
+                        hash,
+                        seq,
+                    });
+                }
+                Attempt::Remembered => false,
+                Attempt::InFlight => true,
+            };
+            state.duplicates += 1;
+            in_flight
         };
-        self.scope.duplicates.fetch_add(1, Ordering::Relaxed);
         crate::observe::tracing_out::duplicate(&self.scope.name, in_flight);
         crate::observe::metrics_out::duplicate(&self.scope.name);
         Err(Rejection {
@@ -370,6 +455,7 @@ impl<K: Key> Dedup<K> {
         let key = key.to_owned_key();
         async move {
             let mut waiting = InFlightWait {
+                hash: scope.hash(&key),
                 scope: &scope,
                 key: &key,
                 ticket: None,
@@ -391,6 +477,7 @@ impl<K: Key> Dedup<K> {
     {
         let key = key.to_owned_key();
         let mut waiting = InFlightWait {
+            hash: self.scope.hash(&key),
             scope: &self.scope,
             key: &key,
             ticket: None,
@@ -420,12 +507,13 @@ impl<K: Key> Dedup<K> {
         Q: ?Sized + LockKey<Owned = K>,
         K: Borrow<Q>,
     {
-        let now = self.scope.now();
-        self.scope
-            .lock()
-            .records
-            .get(key)
-            .is_some_and(|record| *record != IN_FLIGHT && *record > now)
+        let hash = self.scope.hash(key);
+        let state = self.scope.lock();
+        let found = state.table.find(hash, |slot| slot.key.borrow() == key);
+        match found.and_then(|i| state.table.get(i)) {
+            Some(slot) if !slot.in_flight() => state.expiry(slot.seq.get()) > self.scope.now(),
+            _ => false,
+        }
     }
 
     /// Whether the first call with `key` is running right now.
@@ -434,13 +522,18 @@ impl<K: Key> Dedup<K> {
         Q: ?Sized + LockKey<Owned = K>,
         K: Borrow<Q>,
     {
-        self.scope.lock().records.get(key) == Some(&IN_FLIGHT)
+        let hash = self.scope.hash(key);
+        let state = self.scope.lock();
+        let found = state.table.find(hash, |slot| slot.key.borrow() == key);
+        found
+            .and_then(|i| state.table.get(i))
+            .is_some_and(Slot::in_flight)
     }
 
     /// Keys in memory: remembered (possibly expired, until purged) and in
     /// flight. Never more than the capacity plus the calls in flight.
     pub fn len(&self) -> usize {
-        self.scope.lock().records.len()
+        self.scope.lock().table.len()
     }
 
     /// Whether no key is in memory.
@@ -450,7 +543,17 @@ impl<K: Key> Dedup<K> {
 
     /// Duplicates turned away so far.
     pub fn duplicates(&self) -> u64 {
-        self.scope.duplicates.load(Ordering::Relaxed)
+        self.scope.lock().duplicates
+    }
+}
+
+impl<K: Key> Dedup<K> {
+    /// Bytes the scope's table and commit ring hold on the heap (keys' own
+    /// allocations not counted).
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
+        let state = self.scope.lock();
+        state.table.heap_bytes() + state.remembered.capacity() * std::mem::size_of::<Remembered>()
     }
 }
 
@@ -496,12 +599,12 @@ impl<K: Key> ErasedDedup for Dedup<K> {
 
     fn stats(&self) -> DedupStats {
         let state = self.scope.lock();
-        let in_flight = state.records.values().filter(|r| **r == IN_FLIGHT).count();
+        let remembered = state.remembered.len();
         DedupStats {
             name: self.name().to_owned(),
-            duplicates: self.duplicates(),
-            remembered: state.records.len() - in_flight,
-            in_flight,
+            duplicates: state.duplicates,
+            remembered,
+            in_flight: state.table.len() - remembered,
             capacity: self.scope.options.capacity,
             ttl: self.scope.options.ttl,
         }
@@ -512,24 +615,28 @@ impl<K: Key> ErasedDedup for Dedup<K> {
 struct InFlightWait<'a, K: Key> {
     scope: &'a Arc<Scope<K>>,
     key: &'a K,
+    hash: u32,
     ticket: Option<u64>,
 }
 
 impl<K: Key> InFlightWait<'_, K> {
     fn poll(&mut self, wake: impl FnOnce() -> Wake) -> Poll<Result<Claim<K>, Error>> {
         let mut state = self.scope.lock();
-        let attempt = self.scope.attempt(&mut state, self.key);
+        let attempt = self.scope.attempt(&mut state, self.key, self.hash);
         match attempt {
-            Attempt::Claimed(key) => {
+            Attempt::Claimed(key, seq) => {
                 drop(state);
                 let claim = Claim {
                     scope: Arc::clone(self.scope),
                     key: Some(key),
+                    hash: self.hash,
+                    seq,
                 };
                 self.leave();
                 Poll::Ready(Ok(claim))
             }
             Attempt::Remembered => {
+                state.duplicates += 1;
                 drop(state);
                 self.leave();
                 Poll::Ready(Err(self.scope.duplicate(self.key, false)))
@@ -566,6 +673,8 @@ impl<K: Key> Drop for InFlightWait<'_, K> {
 pub struct Claim<K: Key> {
     scope: Arc<Scope<K>>,
     key: Option<K>,
+    hash: u32,
+    seq: NonZeroU64,
 }
 
 impl<K: Key> Claim<K> {
@@ -577,9 +686,9 @@ impl<K: Key> Claim<K> {
     /// The key was handled: remember it for the scope's time-to-live.
     pub fn commit(mut self) {
         if let Some(key) = &self.key {
-            // Should the key's `Clone` panic in there, the claim still owns
-            // its key and its drop releases it.
-            self.scope.finish(key, true);
+            // Should a waiter's lookup of the key panic in there, the claim
+            // still owns its key and its drop releases it.
+            self.scope.finish(key, self.hash, self.seq, true);
             self.key = None;
         }
     }
@@ -587,7 +696,7 @@ impl<K: Key> Claim<K> {
     /// The key was not handled: forget it so a retry can run.
     pub fn release(mut self) {
         if let Some(key) = self.key.take() {
-            self.scope.finish(&key, false);
+            self.scope.finish(&key, self.hash, self.seq, false);
         }
     }
 
@@ -604,7 +713,7 @@ impl<K: Key> Claim<K> {
 impl<K: Key> Drop for Claim<K> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            self.scope.finish(&key, false);
+            self.scope.finish(&key, self.hash, self.seq, false);
         }
     }
 }
@@ -685,5 +794,180 @@ mod tests {
         drop(claim);
         assert_eq!(seen.len(), 0);
         assert_eq!(seen.duplicates(), 1);
+    }
+
+    #[test]
+    fn eviction_follows_commit_order_not_claim_order() {
+        let (seen, _) = scope(DedupOptions::new().capacity(3));
+        let claims: Vec<_> = (0..4).map(|key| seen.claim(&key).unwrap()).collect();
+        // Committed in the order 3, 1, 0, 2: at capacity 3, 3 goes first.
+        for i in [3, 1, 0, 2] {
+            claims.iter().find(|c| c.key() == Some(&i)).unwrap();
+        }
+        let mut claims = claims;
+        for key in [3, 1, 0, 2] {
+            let i = claims.iter().position(|c| c.key() == Some(&key)).unwrap();
+            claims.remove(i).commit();
+        }
+        assert!(!seen.is_remembered(&3));
+        assert!(seen.is_remembered(&1) && seen.is_remembered(&0) && seen.is_remembered(&2));
+        seen.claim(&9).unwrap().commit();
+        assert!(!seen.is_remembered(&1));
+        assert_eq!(seen.len(), 3);
+    }
+
+    #[test]
+    fn calls_in_flight_are_never_evicted() {
+        let (seen, _) = scope(DedupOptions::new().capacity(2));
+        let running = seen.claim(&100).unwrap();
+        for key in 0..50 {
+            seen.claim(&key).unwrap().commit();
+        }
+        assert!(seen.is_in_flight(&100));
+        assert!(seen.claim(&100).is_err());
+        assert_eq!(seen.len(), 3);
+        running.commit();
+        assert!(seen.is_remembered(&100) && seen.is_remembered(&49));
+        assert!(!seen.is_remembered(&48));
+    }
+
+    #[test]
+    fn expiry_is_exact_and_an_expired_key_can_be_claimed_again() {
+        let (seen, clock) = scope(DedupOptions::new().ttl(Duration::from_millis(10)));
+        seen.claim(&1).unwrap().commit();
+        clock.advance(Duration::from_millis(5));
+        seen.claim(&2).unwrap().commit();
+        clock.advance(Duration::from_nanos(4_999_999));
+        assert!(seen.claim(&1).is_err());
+        clock.advance(Duration::from_nanos(1));
+        // 1 expired, 2 has 5 ms left: re-claiming 1 purges it alone.
+        let again = seen.claim(&1).unwrap();
+        assert!(seen.is_remembered(&2));
+        again.commit();
+        clock.advance(Duration::from_millis(5));
+        assert!(!seen.is_remembered(&2) && seen.is_remembered(&1));
+        assert!(seen.claim(&2).is_ok());
+    }
+
+    #[test]
+    fn zero_ttl_forgets_at_once_and_huge_ttl_never_expires() {
+        let (seen, _) = scope(DedupOptions::new().ttl(Duration::ZERO));
+        seen.claim(&1).unwrap().commit();
+        assert!(seen.is_empty());
+        assert!(seen.claim(&1).is_ok());
+        let (seen, clock) = scope(DedupOptions::new().ttl(Duration::MAX));
+        seen.claim(&1).unwrap().commit();
+        clock.advance(Duration::from_secs(50 * 365 * 24 * 3600));
+        assert!(seen.claim(&1).is_err());
+    }
+
+    #[test]
+    fn string_ids_are_looked_up_by_str_and_evicted_in_order() {
+        let clock = ManualClock::new();
+        let seen: Dedup<String> = Dedup::new(
+            "s".into(),
+            DedupOptions::new().capacity(100),
+            Clock::Manual(clock.clone()),
+        );
+        for i in 0..1_000 {
+            seen.claim(format!("event-{i}").as_str()).unwrap().commit();
+        }
+        assert_eq!(seen.len(), 100);
+        assert!(seen.claim("event-999").unwrap_err().is_duplicate());
+        assert!(seen.is_remembered("event-900"));
+        assert!(!seen.is_remembered("event-899"));
+        let claim = seen.claim("event-0").unwrap();
+        assert_eq!(claim.key().map(String::as_str), Some("event-0"));
+        assert!(seen.is_in_flight("event-0"));
+        drop(claim);
+        assert!(!seen.is_in_flight("event-0") && !seen.is_remembered("event-0"));
+    }
+
+    #[test]
+    fn memory_per_remembered_id_stays_flat() {
+        for capacity in [1_000, 6_554, 50_000] {
+            let (seen, _) = scope(DedupOptions::new().capacity(capacity));
+            for key in 0..capacity as u64 {
+                seen.claim(&key).unwrap().commit();
+            }
+            let full = seen.heap_bytes();
+            // Churn through ten times the capacity: no growth.
+            for key in capacity as u64..11 * capacity as u64 {
+                seen.claim(&key).unwrap().commit();
+            }
+            assert_eq!(seen.heap_bytes(), full);
+            let per_id = full / capacity;
+            assert!(per_id <= 64, "{per_id} bytes per id at {capacity}");
+        }
+    }
+
+    #[test]
+    fn stats_count_remembered_in_flight_and_duplicates() {
+        let (seen, _) = scope(DedupOptions::new());
+        seen.claim(&1).unwrap().commit();
+        let running = seen.claim(&2).unwrap();
+        assert!(seen.claim(&1).is_err() && seen.claim(&2).is_err());
+        let stats = seen.stats();
+        assert_eq!(
+            (stats.remembered, stats.in_flight, stats.duplicates),
+            (1, 1, 2)
+        );
+        drop(running);
+        assert_eq!(seen.stats().in_flight, 0);
+    }
+
+    /// Two threads deliver the same ids, in different orders, while
+    /// capacity evicts and claims fail: no id ever runs twice at once, and
+    /// no remembered id runs again.
+    #[test]
+    fn two_threads_same_ids_no_double_runs() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let seen = Dedup::<u64>::new(
+            "s".into(),
+            DedupOptions::new().capacity(10_000),
+            Clock::System,
+        );
+        const IDS: u64 = 5_000;
+        let runs: Arc<Vec<AtomicUsize>> = Arc::new((0..IDS).map(|_| AtomicUsize::new(0)).collect());
+        let running: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..IDS).map(|_| AtomicUsize::new(0)).collect());
+        let violations = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..2u64)
+            .map(|t| {
+                let (seen, runs, running, violations) = (
+                    seen.clone(),
+                    runs.clone(),
+                    running.clone(),
+                    violations.clone(),
+                );
+                std::thread::spawn(move || {
+                    for _ in 0..4 {
+                        for i in 0..IDS {
+                            let id = if t == 0 { i } else { IDS - 1 - i };
+                            let Ok(claim) = seen.claim(&id) else { continue };
+                            if running[id as usize].fetch_add(1, SeqCst) != 0 {
+                                violations.fetch_add(1, SeqCst);
+                            }
+                            let before = runs[id as usize].fetch_add(1, SeqCst);
+                            running[id as usize].fetch_sub(1, SeqCst);
+                            // Every seventh id fails its first run.
+                            claim.finish(id % 7 == 0 && before == 0);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(violations.load(SeqCst), 0, "an id ran twice at once");
+        // Remembered ids (the capacity holds them all) ran once, twice
+        // when the first run failed.
+        for id in 0..IDS {
+            let n = runs[id as usize].load(SeqCst);
+            let expected = if id % 7 == 0 { 2 } else { 1 };
+            assert_eq!(n, expected, "id {id} ran {n} times");
+        }
+        assert_eq!(seen.len(), IDS as usize);
     }
 }

@@ -265,3 +265,38 @@ fn release_past_the_bound_hands_over_to_notified_head() {
         assert_eq!(lock.waiters(), 0);
     });
 }
+
+/// Two deliveries of one id race while a commit at capacity evicts another:
+/// the id runs once, whichever claims first, and its failure lets the
+/// other delivery run; the scope ends holding exactly the capacity.
+#[test]
+fn dedup_claim_races_commit_and_eviction() {
+    loom::model(|| {
+        let seen = Registry::new().dedup_with::<u64>("d", crate::DedupOptions::new().capacity(1));
+        seen.claim(&0).unwrap().commit();
+        let inside = Arc::new(AtomicUsize::new(0));
+        let runs = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..2)
+            .map(|fail| {
+                let seen = seen.clone();
+                let (inside, runs) = (inside.clone(), runs.clone());
+                thread::spawn(move || {
+                    if let Ok(claim) = seen.claim(&1) {
+                        alone(&inside);
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        claim.finish(fail == 0);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let runs = runs.load(Ordering::SeqCst);
+        assert!((1..=2).contains(&runs));
+        assert!(!seen.is_in_flight(&1));
+        // Committed once (evicting 0), or failed every time it ran.
+        assert_eq!(seen.is_remembered(&1), !seen.is_remembered(&0));
+        assert_eq!(seen.len(), 1);
+    });
+}
