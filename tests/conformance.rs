@@ -178,6 +178,13 @@ fn try_and_timeouts_report_the_holder(backend: &dyn Backend) {
 fn sets_exclude_their_keys(backend: &dyn Backend) {
     let (a, b) = (backend.process(), backend.process());
     let set = a.keyed::<u64>(RESOURCE).write_many_blocking(&[&2, &1]);
+    assert!(set.is_valid() && set.check().is_ok());
+    assert_eq!(
+        set.fences().iter().all(Option::is_some),
+        backend.fenced(),
+        "{:?}",
+        set.fences()
+    );
     assert!(b
         .keyed::<u64>(RESOURCE)
         .try_write(&1)

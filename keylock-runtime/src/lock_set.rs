@@ -344,6 +344,14 @@ impl HeldSet {
     fn locks(&self) -> impl ExactSizeIterator<Item = &Lock> + '_ {
         self.held.iter().map(Held::lock)
     }
+
+    fn fences(&self) -> Vec<Option<u64>> {
+        self.held.iter().map(Held::fence).collect()
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        self.held.iter().try_for_each(Held::check_lease)
+    }
 }
 
 impl Drop for HeldSet {
@@ -500,6 +508,30 @@ macro_rules! set_guard {
             /// Releases every lock now; the same as dropping the guard.
             pub fn unlock(self) {
                 drop(self);
+            }
+
+            /// The fencing token of each lock, in the order of
+            /// [`locks`](Self::locks): `Some` for a lock of a resource
+            /// bound to a backend (see
+            /// [`WriteGuard::fence`](crate::WriteGuard::fence)).
+            pub fn fences(&self) -> Vec<Option<u64>> {
+                self.held.fences()
+            }
+
+            /// Whether every lock is still held (see
+            /// [`WriteGuard::is_valid`](crate::WriteGuard::is_valid)).
+            pub fn is_valid(&self) -> bool {
+                self.held.check().is_ok()
+            }
+
+            /// `Ok` while every lock is held, [`Error::LeaseLost`] for the
+            /// first whose backend lost it.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::LeaseLost`], as described in [`is_valid`](Self::is_valid).
+            pub fn check(&self) -> Result<(), Error> {
+                self.held.check()
             }
         }
 
