@@ -157,3 +157,46 @@ fn a_lock_file_removed_from_outside_invalidates_the_guard() {
     assert_eq!(registry.stats().resource("hot").unwrap().leases_lost, 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+static LOST: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+
+#[keylock::write_lock("hot", key = key, registry = LOST.get().unwrap())]
+async fn long_job(
+    key: u64,
+    finished: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), keylock::Error> {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_async_body_whose_lock_is_lost_is_cancelled_and_returns_the_loss() {
+    let dir = temp_dir("cancel");
+    let registry = LOST.get_or_init(|| process(&dir));
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let job = tokio::spawn(long_job(5, Arc::clone(&finished)));
+    let path = FileBackend::new(&dir)
+        .unwrap()
+        .path_of(&Target::new("hot", Some("5")));
+    // Once the job holds the lock, its file is removed from outside.
+    while !registry.keyed::<u64>("hot").is_locked(&5) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    std::fs::remove_file(&path).unwrap();
+    let error = job.await.unwrap().unwrap_err();
+    assert!(error.is_lease_lost(), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        !finished.load(std::sync::atomic::Ordering::SeqCst),
+        "the body ran on"
+    );
+    assert!(!registry.keyed::<u64>("hot").is_locked(&5));
+    assert_eq!(registry.stats().resource("hot").unwrap().leases_lost, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -222,7 +222,9 @@ fn wrap_block(steps: &[Step], mode: Mode, output: Option<syn::Type>, block: &mut
         let body = std::mem::take(&mut block.stmts);
         let private = private(steps[0].site());
         let run = match mode {
-            Mode::Async => quote!(async move { #(#body)* }.await),
+            Mode::Async => {
+                unless_lease_lost(steps, output.as_ref(), quote!(async move { #(#body)* }))
+            }
             Mode::Blocking => {
                 let arrow = output.as_ref().map(|ty| quote!(-> #ty));
                 quote!(#private::call_once(move || #arrow { #(#body)* }))
@@ -233,6 +235,48 @@ fn wrap_block(steps: &[Step], mode: Mode, output: Option<syn::Type>, block: &mut
         block.stmts = wrapped.stmts;
     }
     block.stmts.splice(0..0, prologue);
+}
+
+/// The awaited async body, cancelled if a backend loses the lock of one of
+/// the guards the function keeps; the loss is then returned through the
+/// return type (a panic if it cannot carry it).
+///
+/// ```text
+/// match unless_lease_lost(&[&__keylock_guard_0 as &(dyn GuardOutcome + Sync)], BODY).await {
+///     Ok(result) => result,
+///     Err(error) => return (&&LostProbe::<OUTPUT>::new()).lease_lost(error),
+/// }
+/// ```
+fn unless_lease_lost(steps: &[Step], output: Option<&syn::Type>, body: TokenStream) -> TokenStream {
+    let site = Span::mixed_site();
+    let private = private(steps[0].site());
+    // A guard handed to the body (`guard = ..`) is the body's to check.
+    let guards: Vec<_> = steps
+        .iter()
+        .enumerate()
+        .filter(|(_, step)| matches!(step, Step::Lock(LockStep { guard: None, .. })))
+        .map(|(index, _)| format_ident!("__keylock_guard_{}", index, span = site))
+        .collect();
+    // Where the return type is not known here (an `#[async_trait]`
+    // method's future, an `impl Trait`), the loss could not be returned.
+    let (false, Some(output)) = (guards.is_empty(), output) else {
+        return quote!(#body.await);
+    };
+    quote_spanned! {site=>
+        match #private::unless_lease_lost(
+            &[#(&#guards as &(dyn #private::GuardOutcome + ::core::marker::Sync)),*],
+            #body,
+        )
+        .await
+        {
+            ::core::result::Result::Ok(__keylock_output) => __keylock_output,
+            ::core::result::Result::Err(__keylock_lost) => {
+                #[allow(unused_imports)]
+                use #private::{LostOther as _, LostResult as _};
+                return (&&#private::LostProbe::<#output>::new()).lease_lost(__keylock_lost);
+            }
+        }
+    }
 }
 
 /// Observing the outcome wraps the body; do it only where the outcome

@@ -636,42 +636,126 @@ impl<T> OutcomeOther for OutcomeProbe<'_, T> {
     }
 }
 
-/// Tells a guard how the body that held it ended.
+/// Tells a guard how the body that held it ended, and whether its locks
+/// are still held.
 pub trait GuardOutcome {
     /// Called once the annotated body returned; `failed` when it returned
     /// an `Err`.
     fn body_finished(&self, failed: bool);
+
+    /// Whether a lock of the guard is held in a backend, whose lease can
+    /// be lost.
+    fn has_lease(&self) -> bool;
+
+    /// `Err(Error::LeaseLost)` once a backend lost one of the guard's locks.
+    fn check_lease(&self) -> Result<(), Error>;
 }
 
-impl GuardOutcome for ReadGuard {
-    fn body_finished(&self, failed: bool) {
-        if failed {
-            self.lock().record_failed_body();
+macro_rules! guard_outcome {
+    ($guard:ty) => {
+        impl GuardOutcome for $guard {
+            fn body_finished(&self, failed: bool) {
+                if failed {
+                    self.lock().record_failed_body();
+                }
+            }
+
+            fn has_lease(&self) -> bool {
+                self.fence().is_some()
+            }
+
+            fn check_lease(&self) -> Result<(), Error> {
+                self.check()
+            }
+        }
+    };
+}
+
+guard_outcome!(ReadGuard);
+guard_outcome!(WriteGuard);
+
+macro_rules! set_guard_outcome {
+    ($guard:ty) => {
+        impl GuardOutcome for $guard {
+            fn body_finished(&self, failed: bool) {
+                if failed {
+                    self.locks().for_each(Lock::record_failed_body);
+                }
+            }
+
+            fn has_lease(&self) -> bool {
+                self.fences().iter().any(Option::is_some)
+            }
+
+            fn check_lease(&self) -> Result<(), Error> {
+                self.check()
+            }
+        }
+    };
+}
+
+set_guard_outcome!(ReadSetGuard);
+set_guard_outcome!(WriteSetGuard);
+
+/// How often the lease of an async body's backend lock is checked.
+pub const LEASE_CHECK: Duration = Duration::from_millis(100);
+
+/// Runs an async `body` while `guards` hold its locks. When a lock is held
+/// in a backend and the backend loses it while the body runs, the body is
+/// dropped, which cancels it, and the loss is returned; leases are checked
+/// every [`LEASE_CHECK`]. Guards of in-process locks cost one check.
+pub async fn unless_lease_lost<F: Future>(
+    guards: &[&(dyn GuardOutcome + Sync)],
+    body: F,
+) -> Result<F::Output, Error> {
+    if !guards.iter().any(|guard| guard.has_lease()) {
+        return Ok(body.await);
+    }
+    let mut body = std::pin::pin!(body);
+    loop {
+        if let Some(output) = crate::timer::timeout(LEASE_CHECK, body.as_mut()).await {
+            return Ok(output);
+        }
+        for guard in guards {
+            guard.check_lease()?;
         }
     }
 }
 
-impl GuardOutcome for WriteGuard {
-    fn body_finished(&self, failed: bool) {
-        if failed {
-            self.lock().record_failed_body();
-        }
+/// What an async function returns when its lease was lost: `Err` for a
+/// `Result` whose error converts from [`Error`], a panic naming the loss
+/// for anything else. Called as `(&&LostProbe::<R>::new()).lease_lost(e)`.
+pub struct LostProbe<R>(PhantomData<fn() -> R>);
+
+impl<R> LostProbe<R> {
+    /// The probe for return type `R`.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        LostProbe(PhantomData)
     }
 }
 
-impl GuardOutcome for ReadSetGuard {
-    fn body_finished(&self, failed: bool) {
-        if failed {
-            self.locks().for_each(Lock::record_failed_body);
-        }
+/// Picked for `Result<T, E>` where `E: From<keylock::Error>`.
+pub trait LostResult<R> {
+    /// The `Err` carrying the loss.
+    fn lease_lost(&self, error: Error) -> R;
+}
+
+impl<T, E: FromLockError> LostResult<Result<T, E>> for &LostProbe<Result<T, E>> {
+    fn lease_lost(&self, error: Error) -> Result<T, E> {
+        Err(E::from_lock_error(error))
     }
 }
 
-impl GuardOutcome for WriteSetGuard {
-    fn body_finished(&self, failed: bool) {
-        if failed {
-            self.locks().for_each(Lock::record_failed_body);
-        }
+/// Picked for every other return type.
+pub trait LostOther<R> {
+    /// Panics: the return type cannot carry the loss.
+    fn lease_lost(&self, error: Error) -> R;
+}
+
+impl<R> LostOther<R> for LostProbe<R> {
+    fn lease_lost(&self, error: Error) -> R {
+        panic!("{error}; the body was cancelled, and the function's return type cannot carry the error")
     }
 }
 

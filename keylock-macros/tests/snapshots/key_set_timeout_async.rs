@@ -40,7 +40,25 @@ async fn transfer(from: u64, to: u64) -> Result<(), keylock::Error> {
             }
         }
     };
-    let __keylock_result: Result<(), keylock::Error> = async move { Ok(()) }.await;
+    let __keylock_result: Result<(), keylock::Error> = match ::keylock::__private::unless_lease_lost(
+            &[
+                &__keylock_guard_0
+                    as &(dyn ::keylock::__private::GuardOutcome + ::core::marker::Sync),
+            ],
+            async move { Ok(()) },
+        )
+        .await
+    {
+        ::core::result::Result::Ok(__keylock_output) => __keylock_output,
+        ::core::result::Result::Err(__keylock_lost) => {
+            #[allow(unused_imports)]
+            use ::keylock::__private::{LostOther as _, LostResult as _};
+            return (&&::keylock::__private::LostProbe::<
+                Result<(), keylock::Error>,
+            >::new())
+                .lease_lost(__keylock_lost);
+        }
+    };
     let __keylock_failed = {
         #[allow(unused_imports)]
         use ::keylock::__private::{OutcomeOther as _, OutcomeResult as _};

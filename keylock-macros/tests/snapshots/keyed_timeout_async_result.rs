@@ -37,7 +37,23 @@ async fn handle(&self, channel_id: u64) -> Result<(), BotError> {
             }
         }
     };
-    let __keylock_result: Result<(), BotError> = async move { Ok(()) }.await;
+    let __keylock_result: Result<(), BotError> = match ::keylock::__private::unless_lease_lost(
+            &[
+                &__keylock_guard_0
+                    as &(dyn ::keylock::__private::GuardOutcome + ::core::marker::Sync),
+            ],
+            async move { Ok(()) },
+        )
+        .await
+    {
+        ::core::result::Result::Ok(__keylock_output) => __keylock_output,
+        ::core::result::Result::Err(__keylock_lost) => {
+            #[allow(unused_imports)]
+            use ::keylock::__private::{LostOther as _, LostResult as _};
+            return (&&::keylock::__private::LostProbe::<Result<(), BotError>>::new())
+                .lease_lost(__keylock_lost);
+        }
+    };
     let __keylock_failed = {
         #[allow(unused_imports)]
         use ::keylock::__private::{OutcomeOther as _, OutcomeResult as _};
