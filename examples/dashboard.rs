@@ -119,7 +119,7 @@ pub async fn workload(stop: Arc<AtomicBool>) {
             while !stop.load(Ordering::Relaxed) {
                 message += 1;
                 on_message((worker + message) % 5).await;
-                if message % 4 == 0 {
+                if message.is_multiple_of(4) {
                     save().await;
                 } else {
                     load().await;
