@@ -169,6 +169,11 @@ pub(crate) struct ResourceInfo {
     peak_waiting: AtomicUsize,
     /// Where the resource's locks are shared beyond this process, if bound.
     tier: Option<Tier>,
+    /// Whether its acquisitions do more than take the in-process lock and
+    /// count: check the lock order, watch holds, or take a backend's lock.
+    /// Computed once, so that the uncontended path decides all of these
+    /// with one branch on one byte.
+    extras: bool,
 }
 
 /// A queued acquisition, counted (and listed in the live view) until it
@@ -185,6 +190,7 @@ impl ResourceInfo {
         backend: Option<Bound>,
     ) -> Self {
         ResourceInfo {
+            extras: settings.watches_holds() || order.is_some() || backend.is_some(),
             tier: backend.map(|bound| Tier::new(bound.0)),
             name,
             settings,
@@ -210,6 +216,18 @@ impl ResourceInfo {
     #[inline]
     pub(crate) fn tier(&self) -> Option<&Tier> {
         self.tier.as_ref()
+    }
+
+    /// Whether acquisitions of the resource's locks check the lock order,
+    /// watch their holds or take a backend's lock (see [`order`],
+    /// [`Settings::watches_holds`], [`backend`]): when not, none of those
+    /// needs looking at.
+    ///
+    /// [`order`]: Self::order
+    /// [`backend`]: Self::backend
+    #[inline]
+    pub(crate) fn extras(&self) -> bool {
+        self.extras
     }
 
     pub(crate) fn settings(&self) -> &Settings {

@@ -26,23 +26,28 @@ use crate::timer;
 /// its thread, so its thread is recorded as the holder: anything else that
 /// runs on that thread while it holds runs inside it, and would wait for
 /// itself (see [`holder`]).
+///
+/// A location and one byte of flags, so that it is passed in two registers
+/// (a third field would pass it through memory).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Caller {
     pub(crate) location: &'static Location<'static>,
-    pub(crate) records_holder: bool,
-    /// Whether the acquisition checks the lock order itself: not when a
-    /// set acquisition checked it, with its set, before.
-    pub(crate) checks_order: bool,
+    flags: u8,
 }
 
 impl Caller {
+    /// The entry records the caller's thread as the holder.
+    const RECORDS_HOLDER: u8 = 1;
+    /// The acquisition checks the lock order itself: not when a set
+    /// acquisition checked it, with its set, before.
+    const CHECKS_ORDER: u8 = 2;
+
     /// A call of the public API.
     #[inline]
     pub(crate) fn api(location: &'static Location<'static>) -> Caller {
         Caller {
             location,
-            records_holder: false,
-            checks_order: true,
+            flags: Caller::CHECKS_ORDER,
         }
     }
 
@@ -50,10 +55,10 @@ impl Caller {
     /// stays in the function (not handed to the body with `guard = ..`).
     #[inline]
     pub(crate) fn sync_annotated(location: &'static Location<'static>, kept: bool) -> Caller {
+        let records = if kept { Caller::RECORDS_HOLDER } else { 0 };
         Caller {
             location,
-            records_holder: kept,
-            checks_order: true,
+            flags: Caller::CHECKS_ORDER | records,
         }
     }
 
@@ -62,9 +67,21 @@ impl Caller {
     #[inline]
     pub(crate) fn order_checked(self) -> Caller {
         Caller {
-            checks_order: false,
+            flags: self.flags & !Caller::CHECKS_ORDER,
             ..self
         }
+    }
+
+    /// Whether the entry records the caller's thread as the holder.
+    #[inline]
+    pub(crate) fn records_holder(self) -> bool {
+        self.flags & Caller::RECORDS_HOLDER != 0
+    }
+
+    /// Whether the acquisition checks the lock order itself.
+    #[inline]
+    pub(crate) fn checks_order(self) -> bool {
+        self.flags & Caller::CHECKS_ORDER != 0
     }
 }
 
@@ -182,14 +199,13 @@ macro_rules! acquire_methods {
         #[track_caller]
         pub fn $blocking(&self) -> $guard {
             let caller = Caller::api(Location::caller());
-            let contention = self.wait_untimed($access, caller);
+            if self.entry.resource().extras() {
+                return $guard::from_held(self.acquire_blocking_extras($access, caller));
+            }
+            let contention = self.wait_untimed($access, caller, false);
             // Cloned once held: waiting threads then never touch the
             // handle's reference count, which the holder updates.
-            let held = self.clone().acquired($access, contention, caller);
-            if held.lock.entry.resource().backend().is_some() {
-                return $guard::from_held(held.take_backend_untimed());
-            }
-            $guard::from_held(held)
+            $guard::from_held(self.clone().acquired($access, contention, caller, false))
         }
 
         #[doc = concat!("Blocks the current thread at most `timeout` for ", $mode, " access.")]
@@ -291,7 +307,7 @@ impl Lock {
             location,
             waiting: None,
             backend_tier: true,
-            remote: None,
+            remote: ManuallyDrop::new(None),
             _guard: PhantomData,
         }
     }
@@ -307,18 +323,33 @@ impl Lock {
     /// Blocks until the lock is held, consuming this handle into the hold.
     #[inline]
     pub(crate) fn acquire_blocking(self, access: Access, caller: Caller) -> Held {
-        let contention = self.wait_untimed(access, caller);
-        let held = self.acquired(access, contention, caller);
+        if self.entry.resource().extras() {
+            return self.acquire_blocking_extras(access, caller);
+        }
+        let contention = self.wait_untimed(access, caller, false);
+        self.acquired(access, contention, caller, false)
+    }
+
+    /// [`acquire_blocking`](Self::acquire_blocking) of a lock whose
+    /// resource has extras ([`ResourceInfo::extras`]): checks the lock
+    /// order, watches the hold and takes the backend's lock, as
+    /// configured. Out of line, off the path of resources without.
+    #[cold]
+    #[inline(never)]
+    fn acquire_blocking_extras(&self, access: Access, caller: Caller) -> Held {
+        let contention = self.wait_untimed(access, caller, true);
+        let held = self.clone().acquired(access, contention, caller, true);
         if held.lock.entry.resource().backend().is_some() {
             return held.take_backend_untimed();
         }
         held
     }
 
-    /// Blocks for the lock without a deadline.
+    /// Blocks for the lock without a deadline; `extras` as read from the
+    /// resource ([`ResourceInfo::extras`]).
     #[inline(always)]
-    fn wait_untimed(&self, access: Access, caller: Caller) -> Contention {
-        match self.wait_blocking(access, None, caller) {
+    fn wait_untimed(&self, access: Access, caller: Caller, extras: bool) -> Contention {
+        match self.wait_blocking(access, None, caller, extras) {
             Ok(contention) => contention,
             Err(Unacquired::Refused(error)) => panic!("{error}"),
             Err(Unacquired::TimedOut) => {
@@ -328,15 +359,17 @@ impl Lock {
     }
 
     /// Blocks for the lock; listed as a waiter in the live view, if kept,
-    /// while it waits.
+    /// while it waits. Checks the lock order first when the resource has
+    /// extras (`extras`, as read from [`ResourceInfo::extras`]).
     #[inline]
     fn wait_blocking(
         &self,
         access: Access,
         deadline: Option<Instant>,
         caller: Caller,
+        extras: bool,
     ) -> Result<Contention, Unacquired> {
-        if caller.checks_order && self.checks_order() {
+        if extras && caller.checks_order() {
             self.check_order_blocking(access, caller.location)?;
         }
         if self.entry.raw().try_acquire(access) {
@@ -486,15 +519,26 @@ impl Lock {
     }
 
     pub(crate) fn try_acquire(self, access: Access, caller: Caller) -> Result<Held, Error> {
-        if self.entry.raw().try_acquire(access) {
-            let held = self.acquired(access, Contention::Uncontended, caller);
-            if held.lock.entry.resource().backend().is_some() {
-                return held.try_backend(caller.location);
-            }
-            Ok(held)
-        } else {
-            Err(self.busy(access, caller.location))
+        if !self.entry.raw().try_acquire(access) {
+            return Err(self.busy(access, caller.location));
         }
+        if self.entry.resource().extras() {
+            return self.tried_extras(access, caller);
+        }
+        Ok(self.acquired(access, Contention::Uncontended, caller, false))
+    }
+
+    /// The hold of a [`try_acquire`](Self::try_acquire) that took the
+    /// in-process lock of a resource with extras: watched, and with the
+    /// backend's lock if it is free.
+    #[cold]
+    #[inline(never)]
+    fn tried_extras(self, access: Access, caller: Caller) -> Result<Held, Error> {
+        let held = self.acquired(access, Contention::Uncontended, caller, true);
+        if held.lock.entry.resource().backend().is_some() {
+            return held.try_backend(caller.location);
+        }
+        Ok(held)
     }
 
     /// Counts, logs and describes a non-waiting acquisition that found the
@@ -528,10 +572,13 @@ impl Lock {
     ) -> Result<Held, Error> {
         // Async acquisitions never record their holder (see `Caller`).
         let caller = Caller::api(location);
-        self.check_order(access, location, 0)?;
+        let extras = self.entry.resource().extras();
+        if extras {
+            self.check_order(access, location, 0)?;
+        }
         let started = Instant::now();
         let held = if self.entry.raw().try_acquire(access) {
-            self.acquired(access, Contention::Uncontended, caller)
+            self.acquired(access, Contention::Uncontended, caller, extras)
         } else {
             if let Some(error) = self.self_deadlock(access, caller.location) {
                 return Err(error);
@@ -542,7 +589,7 @@ impl Lock {
                 None => return Err(lock.timed_out(access, caller.location, started.elapsed())),
             }
         };
-        if held.lock.entry.resource().backend().is_some() {
+        if extras && held.lock.entry.resource().backend().is_some() {
             return held.take_backend(timeout, started, location).await;
         }
         Ok(held)
@@ -574,10 +621,12 @@ impl Lock {
         deadline: Option<Instant>,
         caller: Caller,
     ) -> Result<Held, (Lock, Unacquired)> {
-        match self.wait_blocking(access, deadline, caller) {
+        let extras = self.entry.resource().extras();
+        match self.wait_blocking(access, deadline, caller, extras) {
+            Ok(contention) if !extras => Ok(self.acquired(access, contention, caller, false)),
             Ok(contention) => {
                 let lock = self.clone();
-                let mut held = self.acquired(access, contention, caller);
+                let mut held = self.acquired(access, contention, caller, true);
                 if held.lock.entry.resource().backend().is_some() {
                     if let Err(why) = held.take_backend_blocking(deadline) {
                         drop(held);
@@ -625,15 +674,24 @@ impl Lock {
     /// The hold owns the lock before anything else runs: reporting may run
     /// user code (a key's `Debug`, a `tracing` subscriber, a `metrics`
     /// recorder), and should that panic, dropping the hold releases the lock.
+    ///
+    /// `extras` is [`ResourceInfo::extras`] as the caller read it: when
+    /// false, the hold is not watched, and the check is gone from the path.
     #[inline(always)]
-    fn acquired(self, access: Access, contention: Contention, caller: Caller) -> Held {
+    fn acquired(
+        self,
+        access: Access,
+        contention: Contention,
+        caller: Caller,
+        extras: bool,
+    ) -> Held {
         let mut held = Held {
             lock: self,
             access,
             recorded: false,
             watch: ManuallyDrop::new(None),
         };
-        if caller.records_holder && held.lock.entry.resource().settings().self_deadlock_check {
+        if caller.records_holder() && held.lock.entry.resource().settings().self_deadlock_check {
             held.lock.entry.record_holder(caller.location);
             held.recorded = true;
         }
@@ -646,7 +704,7 @@ impl Lock {
             }
         };
         resource.record(LockEvent::Acquired { access, waited });
-        if resource.settings().watches_holds() {
+        if extras && resource.settings().watches_holds() {
             *held.watch = Some(Box::new(held.lock.watch_hold(
                 access,
                 caller.location,
@@ -1064,11 +1122,14 @@ impl Held {
 impl Drop for Held {
     #[inline]
     fn drop(&mut self) {
+        // Read once: the holder's atomic store below would have them read
+        // again from `self`, and the entry found again through its `Arc`.
+        let (entry, access, watch) = (&*self.lock.entry, self.access, self.watch.take());
         if self.recorded {
-            self.lock.entry.forget_holder(self.access);
+            entry.forget_holder(access);
         }
-        match self.watch.take() {
-            None => self.lock.entry.raw().release(self.access),
+        match watch {
+            None => entry.raw().release(access),
             Some(watch) => self.release_watched(watch),
         }
         if std::thread::panicking() {
@@ -1127,7 +1188,10 @@ pub struct Acquire<G> {
     /// Whether the acquisition also takes the backend's lock, if any.
     backend_tier: bool,
     /// Once the in-process lock is held: the wait for the backend's.
-    remote: Option<Box<RemoteWait>>,
+    /// Dropped by `drop` out of line, so its drop glue stays off the path
+    /// of acquisitions that never had one (a `None` left behind owns
+    /// nothing).
+    remote: ManuallyDrop<Option<Box<RemoteWait>>>,
     _guard: PhantomData<fn() -> G>,
 }
 
@@ -1189,13 +1253,13 @@ impl<G: FromHeld> Future for Acquire<G> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<G> {
         let this = self.get_mut();
-        if this.remote.is_some() {
-            return this.poll_remote(cx).map(G::from_held);
-        }
         let Some(lock) = this.lock.as_ref() else {
-            panic!("`Acquire` polled after completion");
+            // Waiting for the backend's lock, or done.
+            return this.poll_remote(cx).map(G::from_held);
         };
-        if G::CHECKS_ORDER && lock.checks_order() && matches!(this.wait, WaitState::Start) {
+        // Read before the lock's atomics, so that it stays in a register.
+        let extras = lock.entry.resource().extras();
+        if G::CHECKS_ORDER && extras && matches!(this.wait, WaitState::Start) {
             if let Err(error) = lock.check_order(this.access, this.location, 0) {
                 // The output cannot carry it. Nothing is queued yet.
                 panic!("{error}");
@@ -1222,10 +1286,11 @@ impl<G: FromHeld> Future for Acquire<G> {
                 let Some(lock) = this.lock.take() else {
                     unreachable!("checked above");
                 };
-                let held = lock.acquired(this.access, contention, Caller::api(this.location));
-                if this.backend_tier && held.lock.entry.resource().backend().is_some() {
-                    return this.start_remote(held, cx).map(G::from_held);
+                if extras {
+                    return this.acquired_extras(lock, contention, cx).map(G::from_held);
                 }
+                let held =
+                    lock.acquired(this.access, contention, Caller::api(this.location), false);
                 Poll::Ready(G::from_held(held))
             }
         }
@@ -1233,17 +1298,30 @@ impl<G: FromHeld> Future for Acquire<G> {
 }
 
 impl<G> Acquire<G> {
-    /// Starts the second tier: the backend's lock, adopted from a previous
-    /// holder of this process or asked for.
+    /// The hold of an acquisition that got the in-process lock of a
+    /// resource with extras ([`ResourceInfo::extras`]): watched, and, if
+    /// the resource is bound to a backend (and this acquisition takes its
+    /// lock), the backend's lock next: adopted from a previous holder of
+    /// this process, or asked for.
     #[cold]
-    fn start_remote(&mut self, mut held: Held, cx: &mut Context<'_>) -> Poll<Held> {
+    #[inline(never)]
+    fn acquired_extras(
+        &mut self,
+        lock: Lock,
+        contention: Contention,
+        cx: &mut Context<'_>,
+    ) -> Poll<Held> {
+        let mut held = lock.acquired(self.access, contention, Caller::api(self.location), true);
+        if !self.backend_tier {
+            return Poll::Ready(held);
+        }
         let Some(backend) = held.lock.entry.resource().backend().cloned() else {
             return Poll::Ready(held);
         };
         let Err(not_before) = held.adopt_parked() else {
             return Poll::Ready(held);
         };
-        self.remote = Some(Box::new(RemoteWait {
+        *self.remote = Some(Box::new(RemoteWait {
             wait: Box::pin(backend::acquire(
                 backend,
                 held.lock.entry.target(),
@@ -1260,7 +1338,7 @@ impl<G> Acquire<G> {
     #[cold]
     fn poll_remote(&mut self, cx: &mut Context<'_>) -> Poll<Held> {
         let Some(remote) = self.remote.as_mut() else {
-            unreachable!("called with a remote wait");
+            panic!("`Acquire` polled after completion");
         };
         match remote.wait.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
@@ -1284,7 +1362,20 @@ impl<G> Drop for Acquire<G> {
         self.stop_waiting();
         if let Some(lock) = &self.lock {
             lock.entry.raw().cancel(self.access, &mut self.wait);
+        } else if self.remote.is_some() {
+            // Only once the lock was taken, into the remote wait.
+            self.drop_remote();
         }
+    }
+}
+
+impl<G> Acquire<G> {
+    /// Gives up the wait for the backend's lock, releasing the in-process
+    /// one.
+    #[cold]
+    #[inline(never)]
+    fn drop_remote(&mut self) {
+        drop(self.remote.take());
     }
 }
 

@@ -16,8 +16,9 @@
 //! as writes: keylock's locks are write-preferring, so a read waits behind
 //! a queued writer, and read-read inversions deadlock too.
 //!
-//! Off (the default), a registry has no graph and the lock layer pays one
-//! branch on a field that is `None`. On, every acquisition takes the
+//! Off (the default), a registry has no graph and the lock layer pays
+//! nothing of its own: the one branch on a resource's extras flag (lock
+//! order, watched holds, backend) decides it with the others. On, every acquisition takes the
 //! graph's mutex twice (check, record) and its release once: a debugging
 //! and CI tool.
 
