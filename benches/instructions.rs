@@ -46,6 +46,7 @@ const MODES: &[&str] = &[
     "mutex_fxhashset_stream",
     "dedup_duplicate_attribute",
     "mutex_fxhashset_duplicate",
+    "keylock_keyed_attribute_result",
 ];
 
 static ANNOTATED: std::sync::LazyLock<keylock::Registry> =
@@ -59,6 +60,14 @@ async fn annotated_named() {
 #[keylock::write_lock("k", key = id, registry = ANNOTATED)]
 async fn annotated_keyed(id: u64) {
     black_box(id);
+}
+
+/// As `annotated_keyed`, returning a `Result`: the body is then watched for
+/// a lost backend lease (none here, as the resource is in-process).
+#[keylock::write_lock("k", key = id, registry = ANNOTATED)]
+async fn annotated_keyed_result(id: u64) -> Result<(), keylock::Error> {
+    black_box(id);
+    Ok(())
 }
 
 #[keylock::write_lock("db", registry = ANNOTATED)]
@@ -173,6 +182,7 @@ fn main() {
                 Some(20) => drop(black_box(set.lock().insert(id))),
                 Some(21) => annotated_dedup(black_box(u64::MAX)),
                 Some(22) => drop(black_box(set.lock().insert(black_box(u64::MAX)))),
+                Some(23) => drop(black_box(annotated_keyed_result(key).await)),
                 _ => {}
             }
         }

@@ -242,7 +242,11 @@ fn wrap_block(steps: &[Step], mode: Mode, output: Option<syn::Type>, block: &mut
 /// return type (a panic if it cannot carry it).
 ///
 /// ```text
-/// match unless_lease_lost(&[&__keylock_guard_0 as &(dyn GuardOutcome + Sync)], BODY).await {
+/// match if has_lease(&__keylock_guard_0) {
+///     unless_lease_lost(&[&__keylock_guard_0 as &(dyn GuardOutcome + Sync)], BODY).await
+/// } else {
+///     Ok(BODY.await)
+/// } {
 ///     Ok(result) => result,
 ///     Err(error) => return (&&LostProbe::<OUTPUT>::new()).lease_lost(error),
 /// }
@@ -262,13 +266,21 @@ fn unless_lease_lost(steps: &[Step], output: Option<&syn::Type>, body: TokenStre
     let (false, Some(output)) = (guards.is_empty(), output) else {
         return quote!(#body.await);
     };
+    // Decided before the body starts, so that in-process locks (no lease)
+    // await the body itself, with no watching future around it.
     quote_spanned! {site=>
-        match #private::unless_lease_lost(
-            &[#(&#guards as &(dyn #private::GuardOutcome + ::core::marker::Sync)),*],
-            #body,
-        )
-        .await
-        {
+        match {
+            let __keylock_body = #body;
+            if #(#private::GuardOutcome::has_lease(&#guards))||* {
+                #private::unless_lease_lost(
+                    &[#(&#guards as &(dyn #private::GuardOutcome + ::core::marker::Sync)),*],
+                    __keylock_body,
+                )
+                .await
+            } else {
+                ::core::result::Result::Ok(__keylock_body.await)
+            }
+        } {
             ::core::result::Result::Ok(__keylock_output) => __keylock_output,
             ::core::result::Result::Err(__keylock_lost) => {
                 #[allow(unused_imports)]

@@ -660,8 +660,9 @@ macro_rules! guard_outcome {
                 }
             }
 
+            #[inline]
             fn has_lease(&self) -> bool {
-                self.fence().is_some()
+                <$guard>::has_lease(self)
             }
 
             fn check_lease(&self) -> Result<(), Error> {

@@ -852,6 +852,12 @@ impl Held {
         self.watch.as_ref()?.lease.as_ref()
     }
 
+    /// Whether the hold has a backend's grant.
+    #[inline]
+    pub(crate) fn has_lease(&self) -> bool {
+        self.lease().is_some()
+    }
+
     /// The backend's fencing token for this hold.
     pub(crate) fn fence(&self) -> Option<u64> {
         self.lease().map(ChainedLease::fence)
@@ -1411,6 +1417,12 @@ macro_rules! guard {
             /// one process, exclusion needs no fence).
             pub fn fence(&self) -> Option<u64> {
                 self.held.fence()
+            }
+
+            /// Whether the lock is held in a backend too.
+            #[inline]
+            pub(crate) fn has_lease(&self) -> bool {
+                self.held.has_lease()
             }
 
             /// Whether the lock is still held. Always true in-process; for

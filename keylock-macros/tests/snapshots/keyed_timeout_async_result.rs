@@ -37,15 +37,21 @@ async fn handle(&self, channel_id: u64) -> Result<(), BotError> {
             }
         }
     };
-    let __keylock_result: Result<(), BotError> = match ::keylock::__private::unless_lease_lost(
-            &[
-                &__keylock_guard_0
-                    as &(dyn ::keylock::__private::GuardOutcome + ::core::marker::Sync),
-            ],
-            async move { Ok(()) },
-        )
-        .await
-    {
+    let __keylock_result: Result<(), BotError> = match {
+        let __keylock_body = async move { Ok(()) };
+        if ::keylock::__private::GuardOutcome::has_lease(&__keylock_guard_0) {
+            ::keylock::__private::unless_lease_lost(
+                    &[
+                        &__keylock_guard_0
+                            as &(dyn ::keylock::__private::GuardOutcome + ::core::marker::Sync),
+                    ],
+                    __keylock_body,
+                )
+                .await
+        } else {
+            ::core::result::Result::Ok(__keylock_body.await)
+        }
+    } {
         ::core::result::Result::Ok(__keylock_output) => __keylock_output,
         ::core::result::Result::Err(__keylock_lost) => {
             #[allow(unused_imports)]
