@@ -35,7 +35,13 @@ fn registry(dir: &Path) -> Registry {
         .build()
 }
 
+/// The lock files someone still holds: those left idle for reuse are
+/// removed first.
 fn lock_files(dir: &Path) -> Vec<String> {
+    FileBackend::new(dir.join("locks"))
+        .unwrap()
+        .remove_idle()
+        .unwrap();
     fs::read_dir(dir.join("locks"))
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
@@ -62,7 +68,10 @@ fn wait_line(child: &mut Child, expected: &str) -> BufReader<std::process::Child
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(lines.read_line(&mut line).unwrap() > 0, "child ended before {expected:?}");
+        assert!(
+            lines.read_line(&mut line).unwrap() > 0,
+            "child ended before {expected:?}"
+        );
         if line.trim().ends_with(expected) {
             return lines;
         }
@@ -83,7 +92,11 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 /// Appends one line to a log with one `write` (O_APPEND: atomic).
 fn append(path: &Path, line: &str) {
-    let mut file = fs::OpenOptions::new().append(true).create(true).open(path).unwrap();
+    let mut file = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
     file.write_all(line.as_bytes()).unwrap();
 }
 
@@ -250,8 +263,12 @@ fn mixed(dir: &Path, keyed: &keylock::Keyed<u64>, until: Instant) {
     let mut handles = Vec::new();
     for n in 0..4u64 {
         let keyed = keyed.clone();
-        let (log, count, violations, writes) =
-            (log.clone(), count.clone(), violations.clone(), writes.clone());
+        let (log, count, violations, writes) = (
+            log.clone(),
+            count.clone(),
+            violations.clone(),
+            writes.clone(),
+        );
         handles.push(std::thread::spawn(move || {
             let mut i = 0u64;
             while Instant::now() < until {
@@ -261,7 +278,10 @@ fn mixed(dir: &Path, keyed: &keylock::Keyed<u64>, until: Instant) {
                     // A reader: the counter must not move under it.
                     let guard = match i % 2 {
                         0 => keyed.read_blocking(&1),
-                        _ => match keyed.key(&1).read_blocking_timeout(Duration::from_millis(3)) {
+                        _ => match keyed
+                            .key(&1)
+                            .read_blocking_timeout(Duration::from_millis(3))
+                        {
                             Ok(guard) => guard,
                             Err(_) => continue,
                         },
@@ -278,7 +298,10 @@ fn mixed(dir: &Path, keyed: &keylock::Keyed<u64>, until: Instant) {
                 }
                 let guard = match kind {
                     0 => Some(keyed.write_blocking(&1)),
-                    1 => keyed.key(&1).write_blocking_timeout(Duration::from_millis(2)).ok(),
+                    1 => keyed
+                        .key(&1)
+                        .write_blocking_timeout(Duration::from_millis(2))
+                        .ok(),
                     2 => keyed.try_write(&1).ok(),
                     3 => {
                         // A set holding key 1 and another key.
@@ -364,7 +387,9 @@ fn cancel_storm(keyed: &keylock::Keyed<u64>, until: Instant) {
                 tokio::spawn(async move {
                     let mut i = n;
                     while Instant::now() < until {
-                        i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        i = i
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
                         let micros = (i >> 33) % 3000;
                         let key = 1 + (i >> 40) % 2;
                         match (i >> 50) % 3 {
@@ -431,7 +456,10 @@ fn overlapping_readers_of_one_process_do_not_starve_a_writer_of_another() {
     let _ = child.kill();
     child.wait().unwrap();
     let _ = fs::remove_dir_all(&dir);
-    assert!(got.is_ok(), "writer starved for {waited:?} by another process's readers");
+    assert!(
+        got.is_ok(),
+        "writer starved for {waited:?} by another process's readers"
+    );
 }
 
 /// Promise 6, with writers: one thread that takes key 1 again as soon as it
@@ -454,7 +482,10 @@ fn a_writer_that_takes_again_at_once_does_not_starve_another_process() {
     let _ = child.kill();
     child.wait().unwrap();
     let _ = fs::remove_dir_all(&dir);
-    assert!(got.is_ok(), "writer starved for {waited:?} by a hot writer of another process");
+    assert!(
+        got.is_ok(),
+        "writer starved for {waited:?} by a hot writer of another process"
+    );
 }
 
 /// Promise 6 as stated: a process whose local queue never empties (several
@@ -537,7 +568,10 @@ fn a_stopped_process_blocks_only_the_keys_it_holds() {
     eprintln!(
         "of {rounds} stops: key 7 blocked {blocked}, try_write busy {busy_free_key}, files left {left:?}"
     );
-    assert_eq!(blocked, 0, "a key nobody holds was blocked by a stopped process");
+    assert_eq!(
+        blocked, 0,
+        "a key nobody holds was blocked by a stopped process"
+    );
     assert_eq!(busy_free_key, 0, "try_write of a free key said busy");
     assert!(left.is_empty(), "lock file left behind: {left:?}");
 }
@@ -569,7 +603,11 @@ fn mixed_holders_across_processes_exclude_and_fence_in_order() {
     for mut child in children {
         assert!(child.wait().unwrap().success());
     }
-    let count: u64 = fs::read_to_string(dir.join("count")).unwrap().trim().parse().unwrap();
+    let count: u64 = fs::read_to_string(dir.join("count"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let log = fs::read_to_string(dir.join("fences.log")).unwrap();
     let mut fence_violations = Vec::new();
     let (mut max_all, mut last_writer) = (0u64, 0u64);
@@ -600,7 +638,11 @@ fn mixed_holders_across_processes_exclude_and_fence_in_order() {
     );
     assert_eq!(count, writes, "lost increments");
     assert_eq!(read_violations, 0);
-    assert!(fence_violations.is_empty(), "{:?}", &fence_violations[..fence_violations.len().min(5)]);
+    assert!(
+        fence_violations.is_empty(),
+        "{:?}",
+        &fence_violations[..fence_violations.len().min(5)]
+    );
     assert!(files.is_empty(), "lock files left: {files:?}");
 }
 
@@ -636,7 +678,9 @@ fn sets_report_backend_errors_through_timed_acquisitions() {
     fs::remove_dir_all(dir.join("locks")).unwrap();
     fs::write(dir.join("locks"), "not a directory").unwrap();
     let keyed = reg.keyed::<u64>(RES);
-    let single = keyed.key(&1).write_blocking_timeout(Duration::from_millis(300));
+    let single = keyed
+        .key(&1)
+        .write_blocking_timeout(Duration::from_millis(300));
     assert!(single.unwrap_err().is_backend());
     let tried = keyed.try_write_many(&[&1, &2]);
     assert!(tried.unwrap_err().is_backend());
@@ -651,7 +695,11 @@ fn sets_report_backend_errors_through_timed_acquisitions() {
     let single_async = runtime.block_on(keyed.key(&1).write_timeout(Duration::from_millis(300)));
     assert!(single_async.unwrap_err().is_backend());
     let started = Instant::now();
-    let set_async = runtime.block_on(keyed.key_set(&[&1, &2]).write_timeout(Duration::from_millis(300)));
+    let set_async = runtime.block_on(
+        keyed
+            .key_set(&[&1, &2])
+            .write_timeout(Duration::from_millis(300)),
+    );
     let error = set_async.unwrap_err();
     let _ = fs::remove_dir_all(&dir);
     assert!(
@@ -762,7 +810,10 @@ fn parked_leases_of_waiters_that_gave_up_go_back_quickly() {
                 drop(guard);
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(2), "the lease never went back");
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "the lease never went back"
+            );
             std::thread::sleep(Duration::from_micros(100));
         }
         slow.push(started.elapsed());
@@ -771,7 +822,11 @@ fn parked_leases_of_waiters_that_gave_up_go_back_quickly() {
     let files = lock_files(&dir);
     let _ = fs::remove_dir_all(&dir);
     slow.sort();
-    eprintln!("return times: median {:?}, worst {:?}", slow[slow.len() / 2], slow.last().unwrap());
+    eprintln!(
+        "return times: median {:?}, worst {:?}",
+        slow[slow.len() / 2],
+        slow.last().unwrap()
+    );
     assert!(files.is_empty(), "{files:?}");
 }
 
@@ -834,7 +889,11 @@ fn untimed_waits_recover_and_panics_release() {
     let started = Instant::now();
     blocking.join().unwrap();
     asynchronous.join().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     let panicked = {
         let keyed = keyed.clone();
         std::thread::spawn(move || {

@@ -306,17 +306,29 @@ impl Lock {
             wait: WaitState::Start,
             location,
             waiting: None,
-            backend_tier: true,
+            backend_wait: BackendWait::Retry,
             remote: ManuallyDrop::new(None),
             _guard: PhantomData,
         }
+    }
+
+    /// [`acquire`](Self::acquire) that ends with a backend's failure
+    /// rather than retrying it.
+    pub(crate) fn acquire_reporting(
+        self,
+        access: Access,
+        location: &'static Location<'static>,
+    ) -> Acquire<Result<Held, Error>> {
+        let mut acquisition = self.acquire(access, location);
+        acquisition.backend_wait = BackendWait::Report;
+        acquisition
     }
 
     /// [`acquire`](Self::acquire), of the in-process lock only: the caller
     /// takes the backend's lock itself, if any.
     fn acquire_local(self, access: Access, location: &'static Location<'static>) -> Acquire<Held> {
         let mut acquisition = self.acquire(access, location);
-        acquisition.backend_tier = false;
+        acquisition.backend_wait = BackendWait::Skip;
         acquisition
     }
 
@@ -1000,18 +1012,20 @@ impl Held {
             Some(_) => Failures::Report,
             None => Failures::Retry,
         };
-        // Another process holds it, never this one: the wait cannot be
-        // for a task of this thread's runtime.
-        let granted = runtime_thread::block_bounded(|| {
-            backend::acquire_blocking(
-                &*backend,
-                &target,
-                self.access,
-                not_before,
-                deadline,
-                failures,
-            )
-        });
+        let granted = match not_before {
+            // Free in the backend: no wait, whatever thread this is.
+            None => match backend::try_once(&*backend, &target, self.access) {
+                Ok(Some(lease)) => Ok(Some(lease)),
+                Ok(None) => self.wait_backend(&*backend, &target, None, deadline, failures),
+                Err(error) => match failures {
+                    Failures::Report => Err(error),
+                    Failures::Retry => {
+                        self.wait_backend(&*backend, &target, None, deadline, failures)
+                    }
+                },
+            },
+            Some(_) => self.wait_backend(&*backend, &target, not_before, deadline, failures),
+        };
         match granted {
             Ok(Some(lease)) => {
                 self.attach(lease);
@@ -1019,6 +1033,41 @@ impl Held {
             }
             Ok(None) => Err(Unacquired::TimedOut),
             Err(error) => Err(Unacquired::Refused(error)),
+        }
+    }
+
+    /// Blocks for the backend's lock, as a blocking wait for the in-process
+    /// lock does: the holder may be a task of this very thread (through
+    /// another registry bound to the same backend), so an untimed wait on a
+    /// thread that must not block panics naming the fix rather than hang;
+    /// a timed one stalls at most until its deadline.
+    #[cold]
+    fn wait_backend(
+        &self,
+        backend: &dyn backend::Backend,
+        target: &backend::Target,
+        not_before: Option<Instant>,
+        deadline: Option<Instant>,
+        failures: Failures,
+    ) -> Result<Option<Box<dyn Lease>>, Error> {
+        let wait = || {
+            backend::acquire_blocking(backend, target, self.access, not_before, deadline, failures)
+        };
+        if deadline.is_some() {
+            runtime_thread::block_bounded(wait)
+        } else {
+            runtime_thread::block_without_hanging(wait, || {
+                let key = target
+                    .key()
+                    .map(|key| format!(", key {key}"))
+                    .unwrap_or_default();
+                format!(
+                    "the blocking {} lock on resource \"{}\"{key}, held in its {} backend,",
+                    self.access,
+                    target.resource(),
+                    backend.name()
+                )
+            })
         }
     }
 
@@ -1152,6 +1201,42 @@ pub(crate) trait FromHeld {
     const CHECKS_ORDER: bool = true;
 
     fn from_held(held: Held) -> Self;
+
+    /// The output for a hold, or for a backend failure of an acquisition
+    /// that reports them ([`BackendWait::Report`]; the others retry).
+    fn from_outcome(outcome: Result<Held, Error>) -> Self
+    where
+        Self: Sized,
+    {
+        match outcome {
+            Ok(held) => Self::from_held(held),
+            Err(error) => unreachable!("backend failures are retried here: {error}"),
+        }
+    }
+}
+
+impl FromHeld for Result<Held, Error> {
+    const CHECKS_ORDER: bool = false;
+
+    fn from_held(held: Held) -> Self {
+        Ok(held)
+    }
+
+    fn from_outcome(outcome: Result<Held, Error>) -> Self {
+        outcome
+    }
+}
+
+/// What an [`Acquire`] does about the backend of a bound resource once it
+/// holds the in-process lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BackendWait {
+    /// Nothing: its caller takes the backend's lock itself.
+    Skip,
+    /// Waits for it, retrying failures (its output is the guard).
+    Retry,
+    /// Waits for it, and ends with the failure (its output is a `Result`).
+    Report,
 }
 
 impl FromHeld for Held {
@@ -1192,7 +1277,7 @@ pub struct Acquire<G> {
     /// Counted as queued (and listed in the live view) while it waits.
     waiting: Option<Queued>,
     /// Whether the acquisition also takes the backend's lock, if any.
-    backend_tier: bool,
+    backend_wait: BackendWait,
     /// Once the in-process lock is held: the wait for the backend's.
     /// Dropped by `drop` out of line, so its drop glue stays off the path
     /// of acquisitions that never had one (a `None` left behind owns
@@ -1261,7 +1346,7 @@ impl<G: FromHeld> Future for Acquire<G> {
         let this = self.get_mut();
         let Some(lock) = this.lock.as_ref() else {
             // Waiting for the backend's lock, or done.
-            return this.poll_remote(cx).map(G::from_held);
+            return this.poll_remote(cx).map(G::from_outcome);
         };
         // Read before the lock's atomics, so that it stays in a register.
         let extras = lock.entry.resource().extras();
@@ -1293,7 +1378,9 @@ impl<G: FromHeld> Future for Acquire<G> {
                     unreachable!("checked above");
                 };
                 if extras {
-                    return this.acquired_extras(lock, contention, cx).map(G::from_held);
+                    return this
+                        .acquired_extras(lock, contention, cx)
+                        .map(G::from_outcome);
                 }
                 let held =
                     lock.acquired(this.access, contention, Caller::api(this.location), false);
@@ -1316,16 +1403,18 @@ impl<G> Acquire<G> {
         lock: Lock,
         contention: Contention,
         cx: &mut Context<'_>,
-    ) -> Poll<Held> {
+    ) -> Poll<Result<Held, Error>> {
         let mut held = lock.acquired(self.access, contention, Caller::api(self.location), true);
-        if !self.backend_tier {
-            return Poll::Ready(held);
-        }
+        let failures = match self.backend_wait {
+            BackendWait::Skip => return Poll::Ready(Ok(held)),
+            BackendWait::Retry => Failures::Retry,
+            BackendWait::Report => Failures::Report,
+        };
         let Some(backend) = held.lock.entry.resource().backend().cloned() else {
-            return Poll::Ready(held);
+            return Poll::Ready(Ok(held));
         };
         let Err(not_before) = held.adopt_parked() else {
-            return Poll::Ready(held);
+            return Poll::Ready(Ok(held));
         };
         *self.remote = Some(Box::new(RemoteWait {
             wait: Box::pin(backend::acquire(
@@ -1333,16 +1422,17 @@ impl<G> Acquire<G> {
                 held.lock.entry.target(),
                 self.access,
                 not_before,
-                Failures::Retry,
+                failures,
             )),
             held,
         }));
         self.poll_remote(cx)
     }
 
-    /// Polls the wait for the backend's lock.
+    /// Polls the wait for the backend's lock; an error only where the
+    /// acquisition reports them ([`BackendWait::Report`]).
     #[cold]
-    fn poll_remote(&mut self, cx: &mut Context<'_>) -> Poll<Held> {
+    fn poll_remote(&mut self, cx: &mut Context<'_>) -> Poll<Result<Held, Error>> {
         let Some(remote) = self.remote.as_mut() else {
             panic!("`Acquire` polled after completion");
         };
@@ -1353,11 +1443,10 @@ impl<G> Acquire<G> {
                     unreachable!("checked above");
                 };
                 let RemoteWait { mut held, .. } = *remote;
-                match granted {
-                    Ok(lease) => held.attach(lease),
-                    Err(error) => unreachable!("backend failures are retried here: {error}"),
-                }
-                Poll::Ready(held)
+                Poll::Ready(granted.map(|lease| {
+                    held.attach(lease);
+                    held
+                }))
             }
         }
     }

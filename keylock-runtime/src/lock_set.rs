@@ -366,6 +366,10 @@ impl Drop for HeldSet {
 
 /// Turns a [`HeldSet`] into the guard a set acquisition returns.
 pub(crate) trait FromHeldSet {
+    /// Whether the output carries errors, so that a backend's failure ends
+    /// the acquisition rather than being retried.
+    const REPORTS: bool = false;
+
     fn from_held_set(held: HeldSet) -> Self;
 
     /// What the acquisition gives when the lock-order check refuses it: a
@@ -379,6 +383,8 @@ pub(crate) trait FromHeldSet {
 }
 
 impl FromHeldSet for Result<HeldSet, Error> {
+    const REPORTS: bool = true;
+
     fn from_held_set(held: HeldSet) -> Self {
         Ok(held)
     }
@@ -415,7 +421,7 @@ pub struct AcquireSet<G> {
     /// The locks taken so far; `None` once completed.
     taken: Option<HeldSet>,
     /// The acquisition of the next lock, once started.
-    current: Option<Acquire<Held>>,
+    current: Option<Acquire<Result<Held, Error>>>,
     _guard: PhantomData<fn() -> G>,
 }
 
@@ -449,7 +455,13 @@ impl<G: FromHeldSet> Future for AcquireSet<G> {
         loop {
             if let Some(current) = this.current.as_mut() {
                 let held = match Pin::new(current).poll(cx) {
-                    Poll::Ready(held) => held,
+                    Poll::Ready(Ok(held)) => held,
+                    Poll::Ready(Err(error)) => {
+                        // A backend failure, where the output carries it.
+                        this.current = None;
+                        this.taken = None;
+                        return Poll::Ready(G::refused(error));
+                    }
                     Poll::Pending => return Poll::Pending,
                 };
                 this.current = None;
@@ -466,7 +478,12 @@ impl<G: FromHeldSet> Future for AcquireSet<G> {
                         this.taken = None;
                         return Poll::Ready(G::refused(error));
                     }
-                    this.current = Some(next.clone().acquire(this.access, this.location));
+                    let next = next.clone();
+                    this.current = Some(if G::REPORTS {
+                        next.acquire_reporting(this.access, this.location)
+                    } else {
+                        next.acquire(this.access, this.location)
+                    });
                 }
                 None => {
                     let Some(taken) = this.taken.take() else {

@@ -23,7 +23,10 @@
 //! (`keylock.fence`), incremented under its own short lock on every grant,
 //! so tokens increase across every key and process of the directory. The
 //! counter survives crashed processes; it is not synced to disk on every
-//! grant, so a power loss may lose its last increments.
+//! grant, so a power loss may lose its last increments, and removing the
+//! directory starts it again. A process stopped (`SIGSTOP`) in the few
+//! microseconds it holds the counter delays grants of every key until it
+//! continues: attempts meanwhile report the lock busy and are retried.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -49,6 +52,9 @@ pub(crate) const KEPT_FILES: usize = 256;
 /// Files past [`KEPT_FILES`] removed per release, so removal keeps up with
 /// any rate of new keys at a bounded cost per release.
 const REMOVED_PER_RELEASE: usize = 2;
+/// Attempts at a lock file before giving up on a path that never names
+/// the file just locked.
+const REPLACED_ATTEMPTS: u32 = 64;
 /// Attempts at the fence counter's lock before the grant is given up as
 /// busy (the counter is held for a read and a write, microseconds).
 const FENCE_ATTEMPTS: u32 = 200;
@@ -197,6 +203,7 @@ impl FileBackend {
     /// One attempt at `target`.
     fn try_lock_now(&self, target: &Target, access: Access) -> io::Result<Option<FileLease>> {
         let path = self.path_of(target);
+        let mut replaced = 0;
         let file = loop {
             let file = open(&path)?;
             let taken = match access {
@@ -213,9 +220,26 @@ impl FileBackend {
             if names_file(&path, &file) {
                 break file;
             }
+            replaced += 1;
+            if replaced == REPLACED_ATTEMPTS {
+                // Removal is rare; a path that never names the file locked
+                // is a file system whose `stat` and `fstat` disagree.
+                return Err(in_path(
+                    &path,
+                    io::Error::other("the lock file was replaced each time it was locked"),
+                ));
+            }
         };
-        let Some(fence) = self.next_fence()? else {
-            return Ok(None);
+        let fence = match self.next_fence() {
+            Ok(Some(fence)) => fence,
+            failed => {
+                // Released at once; the file is left for reuse like any.
+                drop(file);
+                for path in sync::lock(&self.kept).released(&path) {
+                    remove_if_idle(&path);
+                }
+                return failed.map(|_| None);
+            }
         };
         Ok(Some(FileLease {
             file,
