@@ -171,7 +171,7 @@ pub mod __private;
 pub use access::Access;
 #[cfg(unix)]
 pub use backend::FileBackend;
-pub use backend::{Backend, BackendError, BoxFuture, Lease, Target};
+pub use backend::{Backend, BackendError, BoxFuture, Intent, Lease, Target};
 pub use clock::ManualClock;
 pub use dedup::{Claim, Dedup, DedupOptions, DEFAULT_CAPACITY, DEFAULT_TTL};
 pub use error::{Error, OrderEdge};

@@ -77,10 +77,17 @@ pub(crate) async fn acquire(
         timer::timeout(pause, std::future::pending::<()>()).await;
     }
     let mut backoff = Backoff::new();
+    // Kept until this wait ends, however it ends.
+    let mut intent = None;
     loop {
         let pause = match backend.try_lock(&target, access).await {
             Ok(Some(lease)) => return Ok(lease),
-            Ok(None) => backoff.after_busy(),
+            Ok(None) => {
+                if intent.is_none() {
+                    intent = Some(backend.announce(&target, access));
+                }
+                backoff.after_busy()
+            }
             Err(cause) => {
                 let error = describe(&*backend, &target, access, &cause);
                 if failures == Failures::Report {
@@ -110,10 +117,17 @@ pub(crate) fn acquire_blocking(
         std::thread::sleep(until.saturating_duration_since(Instant::now()));
     }
     let mut backoff = Backoff::new();
+    // Kept until this wait ends, however it ends.
+    let mut intent = None;
     loop {
         let pause = match block_on(backend.try_lock(target, access)) {
             Ok(Some(lease)) => return Ok(Some(lease)),
-            Ok(None) => backoff.after_busy(),
+            Ok(None) => {
+                if intent.is_none() {
+                    intent = Some(backend.announce(target, access));
+                }
+                backoff.after_busy()
+            }
             Err(cause) => {
                 let error = describe(backend, target, access, &cause);
                 if failures == Failures::Report {

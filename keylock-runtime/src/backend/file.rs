@@ -36,14 +36,16 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{Backend, BackendError, BoxFuture, Lease, Target};
+use super::{Backend, BackendError, BoxFuture, Intent, Lease, Target};
 use crate::access::Access;
 use crate::sync::{self, Mutex};
 
 /// The counter file of fencing tokens.
 const FENCE_FILE: &str = "keylock.fence";
-/// The suffix of lock files, and only of them.
+/// The suffix of lock files (and gate files), and only of them.
 const LOCK_SUFFIX: &str = ".lock";
+/// What a lock file's gate file adds before [`LOCK_SUFFIX`].
+const GATE: &str = ".gate";
 /// Readable characters kept of a resource name, and of a key.
 const READABLE: usize = 40;
 /// Lock files a process keeps after release, for the next use of their
@@ -175,6 +177,23 @@ impl FileBackend {
         self.dir.join(file_name(target))
     }
 
+    /// The gate file of `target`: held exclusively by a writer that waits,
+    /// so that readers arriving meanwhile wait behind it.
+    fn gate_of(&self, target: &Target) -> PathBuf {
+        let name = file_name(target);
+        let stem = name.strip_suffix(LOCK_SUFFIX).unwrap_or(&name);
+        self.dir.join(format!("{stem}{GATE}{LOCK_SUFFIX}"))
+    }
+
+    /// Whether a writer waits for `target`: its gate file is held.
+    fn writer_waits(&self, target: &Target) -> bool {
+        // Opening without creating: no gate file, no waiting writer.
+        let Ok(gate) = OpenOptions::new().read(true).open(self.gate_of(target)) else {
+            return false;
+        };
+        matches!(gate.try_lock_shared(), Err(TryLockError::WouldBlock))
+    }
+
     /// Removes the lock files no process holds, such as those left by
     /// processes that were killed while holding. Safe while other processes
     /// use the directory: a file is removed only while this call holds its
@@ -202,6 +221,9 @@ impl FileBackend {
 
     /// One attempt at `target`.
     fn try_lock_now(&self, target: &Target, access: Access) -> io::Result<Option<FileLease>> {
+        if access == Access::Read && self.writer_waits(target) {
+            return Ok(None);
+        }
         let path = self.path_of(target);
         let mut replaced = 0;
         let file = loop {
@@ -303,6 +325,37 @@ impl Backend for FileBackend {
             .map(|lease| lease.map(|lease| Box::new(lease) as Box<dyn Lease>))
             .map_err(BackendError::from);
         Box::pin(std::future::ready(attempt))
+    }
+
+    /// A waiting writer holds the key's gate file, which readers check
+    /// before they lock: a stream of readers in other processes cannot
+    /// starve it. Readers announce nothing.
+    fn announce(&self, target: &Target, access: Access) -> Option<Box<dyn Intent>> {
+        if access == Access::Read {
+            return None;
+        }
+        let path = self.gate_of(target);
+        let gate = open(&path).ok()?;
+        // Another writer's gate already holds readers back.
+        gate.try_lock().ok()?;
+        names_file(&path, &gate).then(|| Box::new(Gate { file: gate, path }) as Box<dyn Intent>)
+    }
+}
+
+/// A held gate file: removed (while held) and closed when the writer's
+/// wait ends.
+struct Gate {
+    file: File,
+    path: PathBuf,
+}
+
+impl Intent for Gate {}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        if names_file(&self.path, &self.file) {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -651,6 +704,28 @@ mod tests {
         assert!(backend.path_of(&held).exists());
         assert!(lease.is_valid());
         drop(lease);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_waiting_writer_holds_new_readers_back() {
+        let dir = temp_dir("gate");
+        let backend = FileBackend::new(&dir).unwrap();
+        let target = Target::new("r", Some("1"));
+        let reader = backend.try_lock_now(&target, Access::Read).unwrap().unwrap();
+        assert!(backend.try_lock_now(&target, Access::Write).unwrap().is_none());
+        let intent = backend.announce(&target, Access::Write).unwrap();
+        // A second writer's announcement adds nothing.
+        assert!(backend.announce(&target, Access::Write).is_none());
+        assert!(backend.announce(&target, Access::Read).is_none());
+        // New readers wait behind the writer; the reader inside stays.
+        assert!(backend.try_lock_now(&target, Access::Read).unwrap().is_none());
+        drop(reader);
+        let writer = backend.try_lock_now(&target, Access::Write).unwrap().unwrap();
+        drop(intent);
+        assert!(!backend.gate_of(&target).exists());
+        drop(writer);
+        assert!(backend.try_lock_now(&target, Access::Read).unwrap().is_some());
         fs::remove_dir_all(&dir).unwrap();
     }
 

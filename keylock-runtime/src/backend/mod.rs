@@ -68,7 +68,22 @@ pub trait Backend: fmt::Debug + Send + Sync + 'static {
         target: &'a Target,
         access: Access,
     ) -> BoxFuture<'a, Result<Option<Box<dyn Lease>>, BackendError>>;
+
+    /// Called once a waiting caller's attempt found `target` held, before
+    /// it tries again: the backend may return an intent that makes callers
+    /// arriving later wait behind this one (for example new readers behind
+    /// a waiting writer, so that a stream of readers cannot starve it).
+    /// keylock keeps the intent until the wait ends, granted, timed out or
+    /// cancelled, and then drops it. The default announces nothing.
+    fn announce(&self, target: &Target, access: Access) -> Option<Box<dyn Intent>> {
+        let _ = (target, access);
+        None
+    }
 }
+
+/// A waiting caller's announced intent to take a lock, from
+/// [`Backend::announce`]; dropped when the wait ends.
+pub trait Intent: Send + Sync + 'static {}
 
 /// One grant of a backend: the lock is held in the backend until this is
 /// dropped.
