@@ -19,14 +19,18 @@
 //! starting over if not, so removal never lets two holders lock two
 //! different files for one key.
 //!
-//! Fencing tokens come from one counter file in the directory
-//! (`keylock.fence`), incremented under its own short lock on every grant,
-//! so tokens increase across every key and process of the directory. The
-//! counter survives crashed processes; it is not synced to disk on every
-//! grant, so a power loss may lose its last increments, and removing the
-//! directory starts it again. A process stopped (`SIGSTOP`) in the few
-//! microseconds it holds the counter delays grants of every key until it
-//! continues: attempts meanwhile report the lock busy and are retried.
+//! Fencing tokens are kept in each lock file: a writer, holding the file
+//! exclusively, reads the last token and writes the next, so grants of a
+//! key never touch anything shared with other keys, and a process stopped
+//! (`SIGSTOP`, a paused container) while it holds a key blocks that key
+//! only. A reader carries the last writer's token. When a lock file is
+//! removed, its last token goes into the directory's counter file
+//! (`keylock.fence`, updated under its own short lock), from which a new
+//! lock file starts: tokens of a key never go down across removals. (A
+//! process stopped inside that short lock delays only the creation and
+//! removal of lock files, which then wait or are skipped.) Nothing is
+//! synced to disk on every grant, so a power loss may lose the last
+//! tokens, and removing the directory starts them again.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -57,8 +61,9 @@ const REMOVED_PER_RELEASE: usize = 2;
 /// Attempts at a lock file before giving up on a path that never names
 /// the file just locked.
 const REPLACED_ATTEMPTS: u32 = 64;
-/// Attempts at the fence counter's lock before the grant is given up as
-/// busy (the counter is held for a read and a write, microseconds).
+/// Attempts at the directory's counter lock before the grant (or removal)
+/// is given up as busy (the counter is held for a read and a write,
+/// microseconds).
 const FENCE_ATTEMPTS: u32 = 200;
 
 /// Locks shared by the processes of one host, through OS file locks in a
@@ -91,12 +96,105 @@ const FENCE_ATTEMPTS: u32 = 200;
 /// ```
 pub struct FileBackend {
     dir: PathBuf,
-    /// The fence counter file, opened once. `flock` excludes open files,
-    /// not threads, so the threads of this process take turns by this
-    /// mutex.
-    fences: Mutex<File>,
+    /// What the backend's leases share with it.
+    shared: Arc<Shared>,
+}
+
+/// What a backend and its leases share.
+struct Shared {
+    /// The directory's counter of tokens of removed lock files.
+    fences: Fences,
     /// The lock files this process used and left in place.
-    kept: Arc<Mutex<KeptFiles>>,
+    kept: Mutex<KeptFiles>,
+}
+
+impl Shared {
+    /// Records a release of `path`, and removes the oldest kept files.
+    fn released(&self, path: &Path) {
+        let removed = sync::lock(&self.kept).released(path);
+        for path in removed {
+            self.remove_if_idle(&path);
+        }
+    }
+
+    /// Removes the lock file at `path` if no one holds it, while holding
+    /// it, so that no one is left holding a file that can no longer be
+    /// found; its last token goes to the directory's counter first.
+    fn remove_if_idle(&self, path: &Path) -> bool {
+        // Opening without creating: a file removed meanwhile is skipped.
+        let Ok(file) = OpenOptions::new().read(true).write(true).open(path) else {
+            return false;
+        };
+        if file.try_lock().is_err() || !names_file(path, &file) {
+            return false;
+        }
+        let Ok(last) = read_token(&file) else {
+            return false;
+        };
+        let kept = self.fences.with(true, |counter| {
+            if read_token(counter)? < last {
+                write_token(counter, last)?;
+            }
+            Ok(())
+        });
+        // A busy counter leaves the file for a later removal.
+        matches!(kept, Ok(Some(()))) && fs::remove_file(path).is_ok()
+    }
+}
+
+/// The directory's counter file. `flock` excludes open files, not
+/// threads, so the threads of this process take turns by the mutex.
+struct Fences {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl Fences {
+    /// Runs `use_counter` holding the counter file, exclusively or shared;
+    /// `None` if other processes kept it locked.
+    fn with<T>(
+        &self,
+        exclusive: bool,
+        use_counter: impl FnOnce(&File) -> io::Result<T>,
+    ) -> io::Result<Option<T>> {
+        let file = sync::lock(&self.file);
+        let mut attempts = 0;
+        loop {
+            let taken = if exclusive {
+                file.try_lock()
+            } else {
+                file.try_lock_shared()
+            };
+            match taken {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if attempts < FENCE_ATTEMPTS => {
+                    attempts += 1;
+                    std::thread::yield_now();
+                }
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Error(error)) => return Err(in_path(&self.path, error)),
+            }
+        }
+        let used = use_counter(&file);
+        let _ = file.unlock();
+        used.map(Some).map_err(|error| in_path(&self.path, error))
+    }
+}
+
+/// The token stored at the start of a lock or counter file; 0 when it
+/// holds none yet.
+fn read_token(file: &File) -> io::Result<u64> {
+    let mut bytes = [0u8; 8];
+    let read = file.read_at(&mut bytes, 0)?;
+    Ok(if read == bytes.len() {
+        u64::from_le_bytes(bytes)
+    } else {
+        0
+    })
+}
+
+fn write_token(file: &File, token: u64) -> io::Result<()> {
+    file.write_all_at(&token.to_le_bytes(), 0)
 }
 
 /// Lock files left in place after release, least recently used first.
@@ -158,8 +256,13 @@ impl FileBackend {
         let fences = open(&fence_path)?;
         let backend = FileBackend {
             dir,
-            fences: Mutex::new(fences),
-            kept: Arc::default(),
+            shared: Arc::new(Shared {
+                fences: Fences {
+                    path: fence_path,
+                    file: Mutex::new(fences),
+                },
+                kept: Mutex::default(),
+            }),
         };
         // Files other processes left: best effort, they are removed later
         // otherwise.
@@ -214,7 +317,7 @@ impl FileBackend {
             if !is_lock_file {
                 continue;
             }
-            removed += usize::from(remove_if_idle(&path));
+            removed += usize::from(self.shared.remove_if_idle(&path));
         }
         Ok(removed)
     }
@@ -252,15 +355,13 @@ impl FileBackend {
                 ));
             }
         };
-        let fence = match self.next_fence() {
+        let fence = match self.next_fence(&file, access) {
             Ok(Some(fence)) => fence,
             failed => {
                 // Released at once; the file is left for reuse like any.
                 drop(file);
-                for path in sync::lock(&self.kept).released(&path) {
-                    remove_if_idle(&path);
-                }
-                return failed.map(|_| None);
+                self.shared.released(&path);
+                return failed.map(|_| None).map_err(|error| in_path(&path, error));
             }
         };
         Ok(Some(FileLease {
@@ -268,44 +369,31 @@ impl FileBackend {
             path,
             access,
             fence,
-            kept: Arc::clone(&self.kept),
+            shared: Arc::clone(&self.shared),
         }))
     }
 
-    /// The next fencing token; `None` if the counter stayed locked by other
-    /// processes (the grant is then given up as busy, and retried).
-    fn next_fence(&self) -> io::Result<Option<u64>> {
-        let fences = sync::lock(&self.fences);
-        let mut attempts = 0;
-        loop {
-            match fences.try_lock() {
-                Ok(()) => break,
-                Err(TryLockError::WouldBlock) if attempts < FENCE_ATTEMPTS => {
-                    attempts += 1;
-                    std::thread::yield_now();
-                }
-                Err(TryLockError::WouldBlock) => return Ok(None),
-                Err(TryLockError::Error(error)) => {
-                    return Err(in_path(&self.dir.join(FENCE_FILE), error))
-                }
+    /// The token of a grant of the lock file `file`, held with `access`:
+    /// a writer's is one more than the last, written back; a reader's is
+    /// the last. A new file starts from the directory's counter; `None` if
+    /// other processes kept that locked.
+    fn next_fence(&self, file: &File, access: Access) -> io::Result<Option<u64>> {
+        let mut last = read_token(file)?;
+        if last == 0 {
+            match self.shared.fences.with(false, read_token)? {
+                Some(base) => last = base,
+                None => return Ok(None),
             }
         }
-        let counted = (|| {
-            let mut bytes = [0u8; 8];
-            let read = fences.read_at(&mut bytes, 0)?;
-            let last = if read == bytes.len() {
-                u64::from_le_bytes(bytes)
-            } else {
-                0
-            };
-            let next = last + 1;
-            fences.write_all_at(&next.to_le_bytes(), 0)?;
-            Ok(next)
-        })();
-        let _ = fences.unlock();
-        counted
-            .map(Some)
-            .map_err(|error| in_path(&self.dir.join(FENCE_FILE), error))
+        match access {
+            Access::Write => {
+                let next = last + 1;
+                write_token(file, next)?;
+                Ok(Some(next))
+            }
+            // Readers share the file, so none of them writes.
+            Access::Read => Ok(Some(last)),
+        }
     }
 }
 
@@ -362,9 +450,9 @@ impl Drop for Gate {
 impl Drop for FileBackend {
     /// Removes the lock files this process kept, unless someone holds them.
     fn drop(&mut self) {
-        let kept = std::mem::take(&mut *sync::lock(&self.kept));
+        let kept = std::mem::take(&mut *sync::lock(&self.shared.kept));
         for path in kept.last_use.into_keys() {
-            remove_if_idle(&path);
+            self.shared.remove_if_idle(&path);
         }
     }
 }
@@ -375,8 +463,8 @@ struct FileLease {
     path: PathBuf,
     access: Access,
     fence: u64,
-    /// The backend's list of files kept after release.
-    kept: Arc<Mutex<KeptFiles>>,
+    /// The backend's list of files kept after release, and its counter.
+    shared: Arc<Shared>,
 }
 
 impl fmt::Debug for FileLease {
@@ -407,21 +495,8 @@ impl Drop for FileLease {
         // Released first; closing the file (when the lease is gone) would
         // release it too, but only after the bookkeeping below.
         let _ = self.file.unlock();
-        let removed = sync::lock(&self.kept).released(&self.path);
-        for path in removed {
-            remove_if_idle(&path);
-        }
+        self.shared.released(&self.path);
     }
-}
-
-/// Removes the lock file at `path` if no one holds it, while holding it,
-/// so that no one is left holding a file that can no longer be found.
-fn remove_if_idle(path: &Path) -> bool {
-    // Opening without creating: a file removed meanwhile is skipped.
-    let Ok(file) = OpenOptions::new().read(true).write(true).open(path) else {
-        return false;
-    };
-    file.try_lock().is_ok() && names_file(path, &file) && fs::remove_file(path).is_ok()
 }
 
 /// Opens (creating if missing) a file for locking.
@@ -624,15 +699,12 @@ mod tests {
             .try_lock_now(&held_target, Access::Write)
             .unwrap()
             .unwrap();
-        let mut last = held.fence;
         for key in 0..KEPT_FILES * 3 {
             let target = Target::new("r", Some(&key.to_string()));
             let lease = backend
                 .try_lock_now(&target, Access::Write)
                 .unwrap()
                 .unwrap();
-            assert!(lease.fence > last);
-            last = lease.fence;
             assert!(lease.is_valid());
             drop(lease);
             // Kept for the next use of the key, up to the bound.
@@ -644,6 +716,38 @@ mod tests {
         drop(held);
         drop(backend);
         assert_eq!(lock_files(&dir), 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_keys_fences_increase_across_removals_and_readers_carry_the_last() {
+        let dir = temp_dir("fences");
+        let backend = FileBackend::new(&dir).unwrap();
+        let target = Target::new("r", Some("k"));
+        let grant = |access| {
+            backend
+                .try_lock_now(&target, access)
+                .unwrap()
+                .unwrap()
+                .fence
+        };
+        let mut last = 0;
+        for round in 0..5 {
+            let fence = grant(Access::Write);
+            assert!(fence > last, "round {round}: {fence} after {last}");
+            assert_eq!(grant(Access::Read), fence);
+            last = fence;
+            // Removed as idle: the token goes to the directory's counter.
+            assert_eq!(backend.remove_idle().unwrap(), 1);
+            assert!(!backend.path_of(&target).exists());
+        }
+        // A key never used starts above every removed key's tokens.
+        let other = backend
+            .try_lock_now(&Target::new("r", Some("new")), Access::Write)
+            .unwrap()
+            .unwrap();
+        assert!(other.fence > last);
+        drop(other);
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -661,7 +765,7 @@ mod tests {
             );
         }
         assert_eq!(lock_files(&dir), 1);
-        assert!(sync::lock(&backend.kept).order.len() <= 4 * KEPT_FILES + 1);
+        assert!(sync::lock(&backend.shared.kept).order.len() <= 4 * KEPT_FILES + 1);
         drop(backend);
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -712,20 +816,35 @@ mod tests {
         let dir = temp_dir("gate");
         let backend = FileBackend::new(&dir).unwrap();
         let target = Target::new("r", Some("1"));
-        let reader = backend.try_lock_now(&target, Access::Read).unwrap().unwrap();
-        assert!(backend.try_lock_now(&target, Access::Write).unwrap().is_none());
+        let reader = backend
+            .try_lock_now(&target, Access::Read)
+            .unwrap()
+            .unwrap();
+        assert!(backend
+            .try_lock_now(&target, Access::Write)
+            .unwrap()
+            .is_none());
         let intent = backend.announce(&target, Access::Write).unwrap();
         // A second writer's announcement adds nothing.
         assert!(backend.announce(&target, Access::Write).is_none());
         assert!(backend.announce(&target, Access::Read).is_none());
         // New readers wait behind the writer; the reader inside stays.
-        assert!(backend.try_lock_now(&target, Access::Read).unwrap().is_none());
+        assert!(backend
+            .try_lock_now(&target, Access::Read)
+            .unwrap()
+            .is_none());
         drop(reader);
-        let writer = backend.try_lock_now(&target, Access::Write).unwrap().unwrap();
+        let writer = backend
+            .try_lock_now(&target, Access::Write)
+            .unwrap()
+            .unwrap();
         drop(intent);
         assert!(!backend.gate_of(&target).exists());
         drop(writer);
-        assert!(backend.try_lock_now(&target, Access::Read).unwrap().is_some());
+        assert!(backend
+            .try_lock_now(&target, Access::Read)
+            .unwrap()
+            .is_some());
         fs::remove_dir_all(&dir).unwrap();
     }
 
