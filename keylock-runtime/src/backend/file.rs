@@ -342,8 +342,9 @@ impl FileBackend {
             }
             // A holder may have removed the file between our open and our
             // lock: then we locked a file no one else will ever open.
-            if names_file(&path, &file) {
-                break file;
+            let id = file_id(&file).map_err(|error| in_path(&path, error))?;
+            if path_names(&path, id) {
+                break (file, id);
             }
             replaced += 1;
             if replaced == REPLACED_ATTEMPTS {
@@ -355,6 +356,7 @@ impl FileBackend {
                 ));
             }
         };
+        let (file, id) = file;
         let fence = match self.next_fence(&file, access) {
             Ok(Some(fence)) => fence,
             failed => {
@@ -366,6 +368,7 @@ impl FileBackend {
         };
         Ok(Some(FileLease {
             file,
+            id,
             path,
             access,
             fence,
@@ -460,6 +463,8 @@ impl Drop for FileBackend {
 /// A held lock file; closing it releases the lock.
 struct FileLease {
     file: File,
+    /// The locked file's device and inode.
+    id: (u64, u64),
     path: PathBuf,
     access: Access,
     fence: u64,
@@ -486,7 +491,7 @@ impl Lease for FileLease {
     /// directory or the file from outside would let another process lock a
     /// new file under the same name.
     fn is_valid(&self) -> bool {
-        names_file(&self.path, &self.file)
+        path_names(&self.path, self.id)
     }
 }
 
@@ -512,10 +517,18 @@ fn open(path: &Path) -> io::Result<File> {
 
 /// Whether `path` still names the open `file` (same device and inode).
 fn names_file(path: &Path, file: &File) -> bool {
-    match (fs::metadata(path), file.metadata()) {
-        (Ok(named), Ok(open)) => named.dev() == open.dev() && named.ino() == open.ino(),
-        _ => false,
-    }
+    file_id(file).is_ok_and(|id| path_names(path, id))
+}
+
+/// The device and inode of an open file.
+fn file_id(file: &File) -> io::Result<(u64, u64)> {
+    let metadata = file.metadata()?;
+    Ok((metadata.dev(), metadata.ino()))
+}
+
+/// Whether `path` names the file of device and inode `id`.
+fn path_names(path: &Path, id: (u64, u64)) -> bool {
+    fs::metadata(path).is_ok_and(|named| (named.dev(), named.ino()) == id)
 }
 
 /// An I/O error that names the file.
