@@ -47,6 +47,79 @@ pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// The `Debug` form of a backend appears in errors: it must not contain
 /// credentials.
+///
+/// # Example
+///
+/// A backend that keeps its locks in a table shared by the registries of
+/// one process (writers only, for brevity), with a token per grant:
+///
+/// ```
+/// use std::collections::HashSet;
+/// use std::sync::{Arc, Mutex};
+/// use keylock_runtime::{Access, Backend, BackendError, BoxFuture, Lease, Registry, Target};
+///
+/// #[derive(Debug, Default)]
+/// struct Table {
+///     held: Mutex<HashSet<Target>>,
+///     grants: Mutex<u64>,
+/// }
+///
+/// #[derive(Debug)]
+/// struct Shared(Arc<Table>);
+///
+/// #[derive(Debug)]
+/// struct Grant {
+///     table: Arc<Table>,
+///     target: Target,
+///     fence: u64,
+/// }
+///
+/// impl Lease for Grant {
+///     fn fence(&self) -> u64 {
+///         self.fence
+///     }
+/// }
+///
+/// impl Drop for Grant {
+///     fn drop(&mut self) {
+///         self.table.held.lock().unwrap().remove(&self.target);
+///     }
+/// }
+///
+/// impl Backend for Shared {
+///     fn name(&self) -> &'static str {
+///         "table"
+///     }
+///
+///     fn try_lock<'a>(
+///         &'a self,
+///         target: &'a Target,
+///         _access: Access,
+///     ) -> BoxFuture<'a, Result<Option<Box<dyn Lease>>, BackendError>> {
+///         let granted = self.0.held.lock().unwrap().insert(target.clone());
+///         let lease = granted.then(|| {
+///             let mut grants = self.0.grants.lock().unwrap();
+///             *grants += 1;
+///             Box::new(Grant {
+///                 table: Arc::clone(&self.0),
+///                 target: target.clone(),
+///                 fence: *grants,
+///             }) as Box<dyn Lease>
+///         });
+///         Box::pin(std::future::ready(Ok(lease)))
+///     }
+/// }
+///
+/// let table = Arc::new(Table::default());
+/// let a = Registry::builder().backend("jobs", Shared(Arc::clone(&table))).build();
+/// let b = Registry::builder().backend("jobs", Shared(table)).build();
+/// let held = a.keyed::<u64>("jobs").write_blocking(&7);
+/// // Another registry, as another process would, finds it held.
+/// assert!(b.keyed::<u64>("jobs").try_write(&7).unwrap_err().is_busy());
+/// assert!(held.fence().is_some());
+/// drop(held);
+/// assert!(b.keyed::<u64>("jobs").try_write(&7).is_ok());
+/// ```
 pub trait Backend: fmt::Debug + Send + Sync + 'static {
     /// A short name for messages and statistics, such as `"file"`.
     fn name(&self) -> &'static str;
