@@ -22,6 +22,7 @@
 //! graph's mutex twice (check, record) and its release once: a debugging
 //! and CI tool.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::Location;
 use std::sync::Arc;
@@ -81,6 +82,43 @@ impl Holder {
             None => Holder::Thread(holder::thread_number()),
         }
     }
+
+    /// The current holder and the slot it was last seen in (in some graph:
+    /// a hint, checked against the slot's owner before it is used).
+    #[inline]
+    fn current_with_hint() -> (Holder, u32) {
+        let holder = Holder::current();
+        let hint = LAST_SLOT
+            .try_with(|last| match last.get() {
+                Some((known, slot)) if known == holder => slot,
+                _ => u32::MAX,
+            })
+            .unwrap_or(u32::MAX);
+        (holder, hint)
+    }
+
+    /// Remembers that this holder has `slot`, on this thread.
+    #[inline]
+    fn remember(self, slot: u32) {
+        let _ = LAST_SLOT.try_with(|last| last.set(Some((self, slot))));
+    }
+}
+
+thread_local! {
+    /// The holder that last took a lock on this thread, and its slot: saves
+    /// the map lookup by holder while the same task or thread goes on
+    /// taking locks here.
+    static LAST_SLOT: Cell<Option<(Holder, u32)>> = const { Cell::new(None) };
+}
+
+/// What one holder holds, in the order taken.
+struct Slot {
+    /// The holder this slot belongs to; kept when the slot empties, until
+    /// another holder takes it over.
+    owner: Holder,
+    held: Vec<HeldLock>,
+    /// Whether the slot is on the list of slots that may be taken over.
+    listed_empty: bool,
 }
 
 /// One lock a holder holds.
@@ -109,11 +147,52 @@ struct State {
     graph: Graph,
     /// Inversions warned about, so that each pair is warned once.
     warned: HashSet<(u32, u32), Hasher>,
-    held: HashMap<Holder, Vec<HeldLock>, Hasher>,
-    /// Emptied held lists kept for reuse, so that a holder taking one lock
-    /// at a time allocates nothing.
-    spare: Vec<Vec<HeldLock>>,
+    /// What each holder holds, by slot number. A slot stays with its holder
+    /// when it empties (a holder taking one lock at a time neither looks
+    /// itself up nor allocates), and is taken over by the next new holder:
+    /// there are never more slots than holders that held locks at once.
+    slots: Vec<Slot>,
+    /// The slot of each holder that owns one.
+    slot_of: HashMap<Holder, u32, Hasher>,
+    /// Slots that emptied, to be taken over (some may have filled since).
+    empty: Vec<u32>,
     next_token: u64,
+}
+
+impl State {
+    /// The slot of `holder`, if it owns one; `hint` is tried first.
+    #[inline]
+    fn find(&self, holder: Holder, hint: u32) -> Option<u32> {
+        match self.slots.get(hint as usize) {
+            Some(slot) if slot.owner == holder => Some(hint),
+            _ => self.slot_of.get(&holder).copied(),
+        }
+    }
+
+    /// The slot of `holder`, taken over or made when it owns none.
+    fn slot(&mut self, holder: Holder, hint: u32) -> u32 {
+        if let Some(slot) = self.find(holder, hint) {
+            return slot;
+        }
+        while let Some(number) = self.empty.pop() {
+            let slot = &mut self.slots[number as usize];
+            slot.listed_empty = false;
+            if slot.held.is_empty() {
+                let previous = std::mem::replace(&mut slot.owner, holder);
+                self.slot_of.remove(&previous);
+                self.slot_of.insert(holder, number);
+                return number;
+            }
+        }
+        let number = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+        self.slots.push(Slot {
+            owner: holder,
+            held: Vec::new(),
+            listed_empty: false,
+        });
+        self.slot_of.insert(holder, number);
+        number
+    }
 }
 
 /// The classes and the edges recorded between them.
@@ -176,7 +255,9 @@ pub(crate) fn next_set() -> u64 {
 /// [`OrderClass::release`] (the lock layer calls it before it releases the
 /// lock, from whatever thread the guard is dropped on).
 pub(crate) struct OrderHold {
-    holder: Holder,
+    /// The slot of the holder that took it: a slot keeps its owner while
+    /// it holds anything.
+    slot: u32,
     token: u64,
 }
 
@@ -196,12 +277,20 @@ impl OrderClass {
         site: &'static Location<'static>,
         set: u64,
     ) -> Result<(), Error> {
-        let holder = Holder::current();
+        let (holder, hint) = Holder::current_with_hint();
         let refuse = self.graph.mode == LockOrder::Error;
         let inversion = {
             let mut state = sync::lock(&self.graph.state);
             let state = &mut *state;
-            let held = state.held.get(&holder).map_or(&[][..], Vec::as_slice);
+            let Some(slot) = state.find(holder, hint) else {
+                // Nothing held: no edge to record, none to invert.
+                return Ok(());
+            };
+            let held = &state.slots[slot as usize].held;
+            if held.is_empty() {
+                // Nothing held: no edge to record, none to invert.
+                return Ok(());
+            }
             let inversion = state.graph.check(held, self.class, lock, site, set, refuse);
             // Warned once per pair; refused every time.
             inversion.filter(|found| refuse || state.warned.insert(found.pair))
@@ -241,25 +330,23 @@ impl OrderClass {
         site: &'static Location<'static>,
         set: u64,
     ) -> OrderHold {
-        let holder = Holder::current();
+        let (holder, hint) = Holder::current_with_hint();
         let mut state = sync::lock(&self.graph.state);
         state.next_token += 1;
         let token = state.next_token;
-        let held = HeldLock {
+        let slot = state.slot(holder, hint);
+        state.slots[slot as usize].held.push(HeldLock {
             class: self.class,
             lock,
             site,
             set,
             token,
-        };
-        let State {
-            held: map, spare, ..
-        } = &mut *state;
-        map.entry(holder)
-            .or_insert_with(|| spare.pop().unwrap_or_default())
-            .push(held);
+        });
         drop(state);
-        OrderHold { holder, token }
+        if slot != hint {
+            holder.remember(slot);
+        }
+        OrderHold { slot, token }
     }
 
     /// Counts `hold` as taken by set acquisition `set`: recorded after the
@@ -268,9 +355,9 @@ impl OrderClass {
     pub(crate) fn join_set(&self, hold: &OrderHold, set: u64) {
         let mut state = sync::lock(&self.graph.state);
         if let Some(held) = state
-            .held
-            .get_mut(&hold.holder)
-            .and_then(|list| list.iter_mut().rfind(|held| held.token == hold.token))
+            .slots
+            .get_mut(hold.slot as usize)
+            .and_then(|slot| slot.held.iter_mut().rfind(|held| held.token == hold.token))
         {
             held.set = set;
         }
@@ -280,19 +367,16 @@ impl OrderClass {
     #[cold]
     pub(crate) fn release(&self, hold: OrderHold) {
         let mut state = sync::lock(&self.graph.state);
-        let State { held, spare, .. } = &mut *state;
-        let Some(list) = held.get_mut(&hold.holder) else {
+        let State { slots, empty, .. } = &mut *state;
+        let Some(slot) = slots.get_mut(hold.slot as usize) else {
             return;
         };
-        if let Some(index) = list.iter().rposition(|held| held.token == hold.token) {
-            list.remove(index);
+        if let Some(index) = slot.held.iter().rposition(|held| held.token == hold.token) {
+            slot.held.remove(index);
         }
-        if list.is_empty() {
-            if let Some(list) = held.remove(&hold.holder) {
-                if spare.len() < 64 {
-                    spare.push(list);
-                }
-            }
+        if slot.held.is_empty() && !slot.listed_empty {
+            slot.listed_empty = true;
+            empty.push(hold.slot);
         }
     }
 }
@@ -452,7 +536,10 @@ mod tests {
         // Released from another thread: the held list is found by token.
         let held = a.hold(1, here, 0);
         std::thread::spawn(move || a.release(held)).join().unwrap();
-        assert!(sync::lock(&graph.state).held.is_empty());
+        assert!(sync::lock(&graph.state)
+            .slots
+            .iter()
+            .all(|slot| slot.held.is_empty()));
     }
 
     #[test]
