@@ -1,6 +1,7 @@
 //! [`Lock`]: a handle to one lock (a resource's own lock, or one key of a
 //! keyed resource), its acquisition futures and its guards.
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -717,7 +718,7 @@ impl Lock {
         };
         resource.record(LockEvent::Acquired { access, waited });
         if extras && resource.settings().watches_holds() {
-            *held.watch = Some(Box::new(held.lock.watch_hold(
+            *held.watch = Some(boxed_watch(held.lock.watch_hold(
                 access,
                 caller.location,
                 waited,
@@ -838,6 +839,32 @@ struct HoldWatch {
     /// The backend's grant, for a resource bound to a backend.
     lease: Option<ChainedLease>,
     order: Option<OrderHold>,
+}
+
+thread_local! {
+    /// The box of the last watched hold released on this thread, emptied,
+    /// for the next one: a thread that takes watched locks one after the
+    /// other (lock-order checking watches every hold) allocates nothing.
+    static SPARE_WATCH: Cell<Option<Box<HoldWatch>>> = const { Cell::new(None) };
+}
+
+/// `watch` in a box: this thread's spare one, if any.
+#[inline]
+fn boxed_watch(watch: HoldWatch) -> Box<HoldWatch> {
+    match SPARE_WATCH.try_with(Cell::take) {
+        Ok(Some(mut spare)) => {
+            *spare = watch;
+            spare
+        }
+        _ => Box::new(watch),
+    }
+}
+
+/// Keeps the box of a released hold as this thread's spare. Its fields
+/// hold nothing that needs dropping by then (lease and order hold taken).
+#[inline]
+fn recycle_watch(watch: Box<HoldWatch>) {
+    let _ = SPARE_WATCH.try_with(|spare| spare.set(Some(watch)));
 }
 
 /// A held lock; releases on drop. The one place every release passes
@@ -1149,6 +1176,7 @@ impl Held {
         }
         self.lock.entry.raw().release(self.access);
         self.unwatch(&watch);
+        recycle_watch(watch);
     }
 
     /// Ends the hold's timing and live view entry.
