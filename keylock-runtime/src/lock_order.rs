@@ -18,9 +18,11 @@
 //!
 //! Off (the default), a registry has no graph and the lock layer pays
 //! nothing of its own: the one branch on a resource's extras flag (lock
-//! order, watched holds, backend) decides it with the others. On, every acquisition takes the
-//! graph's mutex twice (check, record) and its release once: a debugging
-//! and CI tool.
+//! order, watched holds, backend) decides it with the others. On, an
+//! untimed acquisition of one lock takes the graph's mutex once to check
+//! and count it as held (once more to forget it if the lock is not free),
+//! others twice (check, record), and a release once, finding its holder's
+//! slot by number: a debugging and CI tool.
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -169,6 +171,32 @@ impl State {
         }
     }
 
+    /// Records `held` (its token yet to be given) in `slot`.
+    #[inline]
+    fn push(&mut self, slot: u32, mut held: HeldLock) -> OrderHold {
+        self.next_token += 1;
+        held.token = self.next_token;
+        self.slots[slot as usize].held.push(held);
+        OrderHold {
+            slot,
+            token: held.token,
+        }
+    }
+
+    /// Forgets `hold`.
+    fn forget(&mut self, hold: &OrderHold) {
+        let Some(slot) = self.slots.get_mut(hold.slot as usize) else {
+            return;
+        };
+        if let Some(index) = slot.held.iter().rposition(|held| held.token == hold.token) {
+            slot.held.remove(index);
+        }
+        if slot.held.is_empty() && !slot.listed_empty {
+            slot.listed_empty = true;
+            self.empty.push(hold.slot);
+        }
+    }
+
     /// The slot of `holder`, taken over or made when it owns none.
     fn slot(&mut self, holder: Holder, hint: u32) -> u32 {
         if let Some(slot) = self.find(holder, hint) {
@@ -267,8 +295,7 @@ impl OrderClass {
     /// from what it holds. `set` is the set acquisition asking (0 for a
     /// lock alone). In warn mode an inversion is reported and the
     /// acquisition goes ahead; in error mode it is refused.
-    #[cold]
-    #[inline(never)]
+    #[inline]
     pub(crate) fn check(
         &self,
         lock: usize,
@@ -277,26 +304,66 @@ impl OrderClass {
         site: &'static Location<'static>,
         set: u64,
     ) -> Result<(), Error> {
+        self.check_holding(lock, key, access, site, set, false)
+            .map(drop)
+    }
+
+    /// [`check`](Self::check), and, when `hold` and the acquisition may go
+    /// ahead, counts `lock` as held in the same critical section: for an
+    /// acquisition that tries its lock next, and [`release`](Self::release)s
+    /// the hold again if it has to wait instead.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn check_holding(
+        &self,
+        lock: usize,
+        key: impl FnOnce() -> Option<String>,
+        access: Access,
+        site: &'static Location<'static>,
+        set: u64,
+        hold: bool,
+    ) -> Result<Option<OrderHold>, Error> {
         let (holder, hint) = Holder::current_with_hint();
         let refuse = self.graph.mode == LockOrder::Error;
-        let inversion = {
+        let (inversion, hold) = {
             let mut state = sync::lock(&self.graph.state);
             let state = &mut *state;
-            let Some(slot) = state.find(holder, hint) else {
-                // Nothing held: no edge to record, none to invert.
-                return Ok(());
+            let slot = if hold {
+                Some(state.slot(holder, hint))
+            } else {
+                state.find(holder, hint)
             };
-            let held = &state.slots[slot as usize].held;
-            if held.is_empty() {
+            let held = slot.map_or(&[][..], |slot| &state.slots[slot as usize].held);
+            let inversion = if held.is_empty() {
                 // Nothing held: no edge to record, none to invert.
-                return Ok(());
-            }
-            let inversion = state.graph.check(held, self.class, lock, site, set, refuse);
-            // Warned once per pair; refused every time.
-            inversion.filter(|found| refuse || state.warned.insert(found.pair))
+                None
+            } else {
+                let inversion = state.graph.check(held, self.class, lock, site, set, refuse);
+                // Warned once per pair; refused every time.
+                inversion.filter(|found| refuse || state.warned.insert(found.pair))
+            };
+            let hold = match slot {
+                Some(slot) if hold && (inversion.is_none() || !refuse) => Some(state.push(
+                    slot,
+                    HeldLock {
+                        class: self.class,
+                        lock,
+                        site,
+                        set,
+                        token: 0,
+                    },
+                )),
+                _ => None,
+            };
+            (inversion, hold)
         };
+        if let Some(hold) = &hold {
+            if hold.slot != hint {
+                holder.remember(hold.slot);
+            }
+        }
         let Some(inversion) = inversion else {
-            return Ok(());
+            return Ok(hold);
         };
         self.graph.reports.fetch_add(1, Ordering::Relaxed);
         // Described, and reported, outside the graph's mutex: a key's
@@ -315,7 +382,7 @@ impl OrderClass {
         if refuse {
             Err(error)
         } else {
-            Ok(())
+            Ok(hold)
         }
     }
 
@@ -332,21 +399,22 @@ impl OrderClass {
     ) -> OrderHold {
         let (holder, hint) = Holder::current_with_hint();
         let mut state = sync::lock(&self.graph.state);
-        state.next_token += 1;
-        let token = state.next_token;
         let slot = state.slot(holder, hint);
-        state.slots[slot as usize].held.push(HeldLock {
-            class: self.class,
-            lock,
-            site,
-            set,
-            token,
-        });
+        let hold = state.push(
+            slot,
+            HeldLock {
+                class: self.class,
+                lock,
+                site,
+                set,
+                token: 0,
+            },
+        );
         drop(state);
         if slot != hint {
             holder.remember(slot);
         }
-        OrderHold { slot, token }
+        hold
     }
 
     /// Counts `hold` as taken by set acquisition `set`: recorded after the
@@ -366,18 +434,7 @@ impl OrderClass {
     /// Forgets `hold`: its lock is being released, on whatever thread.
     #[cold]
     pub(crate) fn release(&self, hold: OrderHold) {
-        let mut state = sync::lock(&self.graph.state);
-        let State { slots, empty, .. } = &mut *state;
-        let Some(slot) = slots.get_mut(hold.slot as usize) else {
-            return;
-        };
-        if let Some(index) = slot.held.iter().rposition(|held| held.token == hold.token) {
-            slot.held.remove(index);
-        }
-        if slot.held.is_empty() && !slot.listed_empty {
-            slot.listed_empty = true;
-            empty.push(hold.slot);
-        }
+        sync::lock(&self.graph.state).forget(&hold);
     }
 }
 
