@@ -1,7 +1,7 @@
 //! [`Lock`]: a handle to one lock (a resource's own lock, or one key of a
 //! keyed resource), its acquisition futures and its guards.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -911,29 +911,49 @@ struct HoldWatch {
 }
 
 thread_local! {
-    /// The box of the last watched hold released on this thread, emptied,
-    /// for the next one: a thread that takes watched locks one after the
-    /// other (lock-order checking watches every hold) allocates nothing.
-    static SPARE_WATCH: Cell<Option<Box<HoldWatch>>> = const { Cell::new(None) };
+    /// The boxes of the last watched holds released on this thread,
+    /// emptied, for the next ones: a thread that takes watched locks (lock
+    /// order checking watches every hold), one at a time or a few nested,
+    /// allocates nothing.
+    static SPARE_WATCHES: RefCell<Vec<Box<HoldWatch>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `watch` in a box: this thread's spare one, if any.
+/// How many emptied boxes a thread keeps.
+const SPARE_WATCHES_KEPT: usize = 4;
+
+/// `watch` in a box: one of this thread's spare ones, if any.
 #[inline]
 fn boxed_watch(watch: HoldWatch) -> Box<HoldWatch> {
-    match SPARE_WATCH.try_with(Cell::take) {
-        Ok(Some(mut spare)) => {
+    let spare = SPARE_WATCHES
+        .try_with(|spares| {
+            spares
+                .try_borrow_mut()
+                .ok()
+                .and_then(|mut spares| spares.pop())
+        })
+        .ok()
+        .flatten();
+    match spare {
+        Some(mut spare) => {
             *spare = watch;
             spare
         }
-        _ => Box::new(watch),
+        None => Box::new(watch),
     }
 }
 
-/// Keeps the box of a released hold as this thread's spare. Its fields
-/// hold nothing that needs dropping by then (lease and order hold taken).
+/// Keeps the box of a released hold as one of this thread's spares. Its
+/// fields hold nothing that needs dropping by then (lease and order hold
+/// taken).
 #[inline]
 fn recycle_watch(watch: Box<HoldWatch>) {
-    let _ = SPARE_WATCH.try_with(|spare| spare.set(Some(watch)));
+    let _ = SPARE_WATCHES.try_with(|spares| {
+        if let Ok(mut spares) = spares.try_borrow_mut() {
+            if spares.len() < SPARE_WATCHES_KEPT {
+                spares.push(watch);
+            }
+        }
+    });
 }
 
 /// A held lock; releases on drop. The one place every release passes
