@@ -915,6 +915,7 @@ thread_local! {
     /// emptied, for the next ones: a thread that takes watched locks (lock
     /// order checking watches every hold), one at a time or a few nested,
     /// allocates nothing.
+    #[allow(clippy::vec_box, reason = "the boxes themselves are what is reused")]
     static SPARE_WATCHES: RefCell<Vec<Box<HoldWatch>>> = const { RefCell::new(Vec::new()) };
 }
 
