@@ -1,6 +1,7 @@
 //! [`Lock`]: a handle to one lock (a resource's own lock, or one key of a
 //! keyed resource), its acquisition futures and its guards.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -349,8 +350,26 @@ impl Lock {
     #[cold]
     #[inline(never)]
     fn acquire_blocking_extras(&self, access: Access, caller: Caller) -> Held {
-        let contention = self.wait_untimed(access, caller, true);
-        let held = self.clone().acquired(access, contention, caller, true);
+        let (contention, order) = if caller.checks_order() && self.checks_order() {
+            // Checked and counted as held in one step, forgotten again
+            // when the lock is not free at once.
+            let order = match self.check_order_holding(access, caller.location) {
+                Ok(order) => order,
+                Err(error) => panic!("{error}"),
+            };
+            if self.entry.raw().try_acquire(access) {
+                (Contention::Uncontended, order)
+            } else {
+                self.forget_order(order);
+                let caller = caller.order_checked();
+                (self.wait_untimed(access, caller, true), None)
+            }
+        } else {
+            (self.wait_untimed(access, caller, true), None)
+        };
+        let held = self
+            .clone()
+            .acquired_with(access, contention, caller, true, order);
         if held.lock.entry.resource().backend().is_some() {
             return held.take_backend_untimed();
         }
@@ -402,6 +421,38 @@ impl Lock {
     ) -> Result<(), Unacquired> {
         self.check_order(access, location, 0)
             .map_err(Unacquired::Refused)
+    }
+
+    /// [`check_order`](Self::check_order) of a lock alone, which also
+    /// counts it as held when the acquisition may go ahead: for a caller
+    /// that tries the lock next and, if it is not free,
+    /// [`forget_order`](Self::forget_order)s the hold before it waits.
+    #[inline]
+    fn check_order_holding(
+        &self,
+        access: Access,
+        location: &'static Location<'static>,
+    ) -> Result<Option<OrderHold>, Error> {
+        match self.entry.resource().order() {
+            None => Ok(None),
+            Some(order) => order.check_holding(
+                self.entry_address(),
+                || self.entry.key_debug(),
+                access,
+                location,
+                0,
+                true,
+            ),
+        }
+    }
+
+    /// Forgets a hold [`check_order_holding`](Self::check_order_holding)
+    /// counted, for an acquisition that did not get the lock at once.
+    #[cold]
+    fn forget_order(&self, hold: Option<OrderHold>) {
+        if let (Some(hold), Some(order)) = (hold, self.entry.resource().order()) {
+            order.release(hold);
+        }
     }
 
     /// Whether the registry checks lock orders.
@@ -697,6 +748,20 @@ impl Lock {
         caller: Caller,
         extras: bool,
     ) -> Held {
+        self.acquired_with(access, contention, caller, extras, None)
+    }
+
+    /// [`acquired`](Self::acquired), with the lock-order hold the check
+    /// already counted, if it did.
+    #[inline(always)]
+    fn acquired_with(
+        self,
+        access: Access,
+        contention: Contention,
+        caller: Caller,
+        extras: bool,
+        order: Option<OrderHold>,
+    ) -> Held {
         let mut held = Held {
             lock: self,
             access,
@@ -717,10 +782,11 @@ impl Lock {
         };
         resource.record(LockEvent::Acquired { access, waited });
         if extras && resource.settings().watches_holds() {
-            *held.watch = Some(Box::new(held.lock.watch_hold(
+            *held.watch = Some(boxed_watch(held.lock.watch_hold(
                 access,
                 caller.location,
                 waited,
+                order,
             )));
         }
         held
@@ -746,12 +812,16 @@ impl Lock {
         access: Access,
         location: &'static Location<'static>,
         waited: Option<Duration>,
+        order: Option<OrderHold>,
     ) -> HoldWatch {
         let resource = self.entry.resource();
         let since = resource.settings().long_hold.map(|_| Instant::now());
-        let order = resource
-            .order()
-            .map(|order| order.hold(self.entry_address(), location, 0));
+        let order = match order {
+            Some(order) => Some(order),
+            None => resource
+                .order()
+                .map(|order| order.hold(self.entry_address(), location, 0)),
+        };
         let live = resource.live().map(|live| {
             live.log(
                 OperationKind::Acquired,
@@ -838,6 +908,53 @@ struct HoldWatch {
     /// The backend's grant, for a resource bound to a backend.
     lease: Option<ChainedLease>,
     order: Option<OrderHold>,
+}
+
+thread_local! {
+    /// The boxes of the last watched holds released on this thread,
+    /// emptied, for the next ones: a thread that takes watched locks (lock
+    /// order checking watches every hold), one at a time or a few nested,
+    /// allocates nothing.
+    #[allow(clippy::vec_box, reason = "the boxes themselves are what is reused")]
+    static SPARE_WATCHES: RefCell<Vec<Box<HoldWatch>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How many emptied boxes a thread keeps.
+const SPARE_WATCHES_KEPT: usize = 4;
+
+/// `watch` in a box: one of this thread's spare ones, if any.
+#[inline]
+fn boxed_watch(watch: HoldWatch) -> Box<HoldWatch> {
+    let spare = SPARE_WATCHES
+        .try_with(|spares| {
+            spares
+                .try_borrow_mut()
+                .ok()
+                .and_then(|mut spares| spares.pop())
+        })
+        .ok()
+        .flatten();
+    match spare {
+        Some(mut spare) => {
+            *spare = watch;
+            spare
+        }
+        None => Box::new(watch),
+    }
+}
+
+/// Keeps the box of a released hold as one of this thread's spares. Its
+/// fields hold nothing that needs dropping by then (lease and order hold
+/// taken).
+#[inline]
+fn recycle_watch(watch: Box<HoldWatch>) {
+    let _ = SPARE_WATCHES.try_with(|spares| {
+        if let Ok(mut spares) = spares.try_borrow_mut() {
+            if spares.len() < SPARE_WATCHES_KEPT {
+                spares.push(watch);
+            }
+        }
+    });
 }
 
 /// A held lock; releases on drop. The one place every release passes
@@ -1149,6 +1266,7 @@ impl Held {
         }
         self.lock.entry.raw().release(self.access);
         self.unwatch(&watch);
+        recycle_watch(watch);
     }
 
     /// Ends the hold's timing and live view entry.
@@ -1344,17 +1462,20 @@ impl<G: FromHeld> Future for Acquire<G> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<G> {
         let this = self.get_mut();
-        let Some(lock) = this.lock.as_ref() else {
+        let Some(mut lock) = this.lock.as_ref() else {
             // Waiting for the backend's lock, or done.
             return this.poll_remote(cx).map(G::from_outcome);
         };
         // Read before the lock's atomics, so that it stays in a register.
         let extras = lock.entry.resource().extras();
         if G::CHECKS_ORDER && extras && matches!(this.wait, WaitState::Start) {
-            if let Err(error) = lock.check_order(this.access, this.location, 0) {
-                // The output cannot carry it. Nothing is queued yet.
-                panic!("{error}");
+            if let Some(ready) = this.start_checked(cx) {
+                return ready.map(G::from_outcome);
             }
+            let Some(again) = this.lock.as_ref() else {
+                unreachable!("kept when not acquired");
+            };
+            lock = again;
         }
         match lock
             .entry
@@ -1379,7 +1500,7 @@ impl<G: FromHeld> Future for Acquire<G> {
                 };
                 if extras {
                     return this
-                        .acquired_extras(lock, contention, cx)
+                        .acquired_extras(lock, contention, cx, None)
                         .map(G::from_outcome);
                 }
                 let held =
@@ -1391,6 +1512,28 @@ impl<G: FromHeld> Future for Acquire<G> {
 }
 
 impl<G> Acquire<G> {
+    /// The first poll of an acquisition that checks the lock order:
+    /// checks it, counting the lock as held in the same step, and takes
+    /// the lock if it is free (the hold, then); otherwise forgets the hold
+    /// again and leaves the acquisition to wait (`None`).
+    #[cold]
+    #[inline(never)]
+    fn start_checked(&mut self, cx: &mut Context<'_>) -> Option<Poll<Result<Held, Error>>> {
+        let lock = self.lock.as_ref()?;
+        let order = match lock.check_order_holding(self.access, self.location) {
+            Ok(order) => order,
+            // The output cannot carry it. Nothing is queued yet.
+            Err(error) => panic!("{error}"),
+        };
+        if !lock.entry.raw().try_acquire(self.access) {
+            lock.forget_order(order);
+            return None;
+        }
+        self.wait = WaitState::Acquired;
+        let lock = self.lock.take()?;
+        Some(self.acquired_extras(lock, Contention::Uncontended, cx, order))
+    }
+
     /// The hold of an acquisition that got the in-process lock of a
     /// resource with extras ([`ResourceInfo::extras`]): watched, and, if
     /// the resource is bound to a backend (and this acquisition takes its
@@ -1403,8 +1546,15 @@ impl<G> Acquire<G> {
         lock: Lock,
         contention: Contention,
         cx: &mut Context<'_>,
+        order: Option<OrderHold>,
     ) -> Poll<Result<Held, Error>> {
-        let mut held = lock.acquired(self.access, contention, Caller::api(self.location), true);
+        let mut held = lock.acquired_with(
+            self.access,
+            contention,
+            Caller::api(self.location),
+            true,
+            order,
+        );
         let failures = match self.backend_wait {
             BackendWait::Skip => return Poll::Ready(Ok(held)),
             BackendWait::Retry => Failures::Retry,

@@ -18,10 +18,13 @@
 //!
 //! Off (the default), a registry has no graph and the lock layer pays
 //! nothing of its own: the one branch on a resource's extras flag (lock
-//! order, watched holds, backend) decides it with the others. On, every acquisition takes the
-//! graph's mutex twice (check, record) and its release once: a debugging
-//! and CI tool.
+//! order, watched holds, backend) decides it with the others. On, an
+//! untimed acquisition of one lock takes the graph's mutex once to check
+//! and count it as held (once more to forget it if the lock is not free),
+//! others twice (check, record), and a release once, finding its holder's
+//! slot by number: a debugging and CI tool.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::Location;
 use std::sync::Arc;
@@ -81,6 +84,43 @@ impl Holder {
             None => Holder::Thread(holder::thread_number()),
         }
     }
+
+    /// The current holder and the slot it was last seen in (in some graph:
+    /// a hint, checked against the slot's owner before it is used).
+    #[inline]
+    fn current_with_hint() -> (Holder, u32) {
+        let holder = Holder::current();
+        let hint = LAST_SLOT
+            .try_with(|last| match last.get() {
+                Some((known, slot)) if known == holder => slot,
+                _ => u32::MAX,
+            })
+            .unwrap_or(u32::MAX);
+        (holder, hint)
+    }
+
+    /// Remembers that this holder has `slot`, on this thread.
+    #[inline]
+    fn remember(self, slot: u32) {
+        let _ = LAST_SLOT.try_with(|last| last.set(Some((self, slot))));
+    }
+}
+
+thread_local! {
+    /// The holder that last took a lock on this thread, and its slot: saves
+    /// the map lookup by holder while the same task or thread goes on
+    /// taking locks here.
+    static LAST_SLOT: Cell<Option<(Holder, u32)>> = const { Cell::new(None) };
+}
+
+/// What one holder holds, in the order taken.
+struct Slot {
+    /// The holder this slot belongs to; kept when the slot empties, until
+    /// another holder takes it over.
+    owner: Holder,
+    held: Vec<HeldLock>,
+    /// Whether the slot is on the list of slots that may be taken over.
+    listed_empty: bool,
 }
 
 /// One lock a holder holds.
@@ -109,11 +149,78 @@ struct State {
     graph: Graph,
     /// Inversions warned about, so that each pair is warned once.
     warned: HashSet<(u32, u32), Hasher>,
-    held: HashMap<Holder, Vec<HeldLock>, Hasher>,
-    /// Emptied held lists kept for reuse, so that a holder taking one lock
-    /// at a time allocates nothing.
-    spare: Vec<Vec<HeldLock>>,
+    /// What each holder holds, by slot number. A slot stays with its holder
+    /// when it empties (a holder taking one lock at a time neither looks
+    /// itself up nor allocates), and is taken over by the next new holder:
+    /// there are never more slots than holders that held locks at once.
+    slots: Vec<Slot>,
+    /// The slot of each holder that owns one.
+    slot_of: HashMap<Holder, u32, Hasher>,
+    /// Slots that emptied, to be taken over (some may have filled since).
+    empty: Vec<u32>,
     next_token: u64,
+}
+
+impl State {
+    /// The slot of `holder`, if it owns one; `hint` is tried first.
+    #[inline]
+    fn find(&self, holder: Holder, hint: u32) -> Option<u32> {
+        match self.slots.get(hint as usize) {
+            Some(slot) if slot.owner == holder => Some(hint),
+            _ => self.slot_of.get(&holder).copied(),
+        }
+    }
+
+    /// Records `held` (its token yet to be given) in `slot`.
+    #[inline]
+    fn push(&mut self, slot: u32, mut held: HeldLock) -> OrderHold {
+        self.next_token += 1;
+        held.token = self.next_token;
+        self.slots[slot as usize].held.push(held);
+        OrderHold {
+            slot,
+            token: held.token,
+        }
+    }
+
+    /// Forgets `hold`.
+    fn forget(&mut self, hold: &OrderHold) {
+        let Some(slot) = self.slots.get_mut(hold.slot as usize) else {
+            return;
+        };
+        if let Some(index) = slot.held.iter().rposition(|held| held.token == hold.token) {
+            slot.held.remove(index);
+        }
+        if slot.held.is_empty() && !slot.listed_empty {
+            slot.listed_empty = true;
+            self.empty.push(hold.slot);
+        }
+    }
+
+    /// The slot of `holder`, taken over or made when it owns none.
+    fn slot(&mut self, holder: Holder, hint: u32) -> u32 {
+        if let Some(slot) = self.find(holder, hint) {
+            return slot;
+        }
+        while let Some(number) = self.empty.pop() {
+            let slot = &mut self.slots[number as usize];
+            slot.listed_empty = false;
+            if slot.held.is_empty() {
+                let previous = std::mem::replace(&mut slot.owner, holder);
+                self.slot_of.remove(&previous);
+                self.slot_of.insert(holder, number);
+                return number;
+            }
+        }
+        let number = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+        self.slots.push(Slot {
+            owner: holder,
+            held: Vec::new(),
+            listed_empty: false,
+        });
+        self.slot_of.insert(holder, number);
+        number
+    }
 }
 
 /// The classes and the edges recorded between them.
@@ -176,7 +283,9 @@ pub(crate) fn next_set() -> u64 {
 /// [`OrderClass::release`] (the lock layer calls it before it releases the
 /// lock, from whatever thread the guard is dropped on).
 pub(crate) struct OrderHold {
-    holder: Holder,
+    /// The slot of the holder that took it: a slot keeps its owner while
+    /// it holds anything.
+    slot: u32,
     token: u64,
 }
 
@@ -186,8 +295,7 @@ impl OrderClass {
     /// from what it holds. `set` is the set acquisition asking (0 for a
     /// lock alone). In warn mode an inversion is reported and the
     /// acquisition goes ahead; in error mode it is refused.
-    #[cold]
-    #[inline(never)]
+    #[inline]
     pub(crate) fn check(
         &self,
         lock: usize,
@@ -196,18 +304,66 @@ impl OrderClass {
         site: &'static Location<'static>,
         set: u64,
     ) -> Result<(), Error> {
-        let holder = Holder::current();
+        self.check_holding(lock, key, access, site, set, false)
+            .map(drop)
+    }
+
+    /// [`check`](Self::check), and, when `hold` and the acquisition may go
+    /// ahead, counts `lock` as held in the same critical section: for an
+    /// acquisition that tries its lock next, and [`release`](Self::release)s
+    /// the hold again if it has to wait instead.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn check_holding(
+        &self,
+        lock: usize,
+        key: impl FnOnce() -> Option<String>,
+        access: Access,
+        site: &'static Location<'static>,
+        set: u64,
+        hold: bool,
+    ) -> Result<Option<OrderHold>, Error> {
+        let (holder, hint) = Holder::current_with_hint();
         let refuse = self.graph.mode == LockOrder::Error;
-        let inversion = {
+        let (inversion, hold) = {
             let mut state = sync::lock(&self.graph.state);
             let state = &mut *state;
-            let held = state.held.get(&holder).map_or(&[][..], Vec::as_slice);
-            let inversion = state.graph.check(held, self.class, lock, site, set, refuse);
-            // Warned once per pair; refused every time.
-            inversion.filter(|found| refuse || state.warned.insert(found.pair))
+            let slot = if hold {
+                Some(state.slot(holder, hint))
+            } else {
+                state.find(holder, hint)
+            };
+            let held = slot.map_or(&[][..], |slot| &state.slots[slot as usize].held);
+            let inversion = if held.is_empty() {
+                // Nothing held: no edge to record, none to invert.
+                None
+            } else {
+                let inversion = state.graph.check(held, self.class, lock, site, set, refuse);
+                // Warned once per pair; refused every time.
+                inversion.filter(|found| refuse || state.warned.insert(found.pair))
+            };
+            let hold = match slot {
+                Some(slot) if hold && (inversion.is_none() || !refuse) => Some(state.push(
+                    slot,
+                    HeldLock {
+                        class: self.class,
+                        lock,
+                        site,
+                        set,
+                        token: 0,
+                    },
+                )),
+                _ => None,
+            };
+            (inversion, hold)
         };
+        if let Some(hold) = &hold {
+            if hold.slot != hint {
+                holder.remember(hold.slot);
+            }
+        }
         let Some(inversion) = inversion else {
-            return Ok(());
+            return Ok(hold);
         };
         self.graph.reports.fetch_add(1, Ordering::Relaxed);
         // Described, and reported, outside the graph's mutex: a key's
@@ -226,7 +382,7 @@ impl OrderClass {
         if refuse {
             Err(error)
         } else {
-            Ok(())
+            Ok(hold)
         }
     }
 
@@ -241,25 +397,24 @@ impl OrderClass {
         site: &'static Location<'static>,
         set: u64,
     ) -> OrderHold {
-        let holder = Holder::current();
+        let (holder, hint) = Holder::current_with_hint();
         let mut state = sync::lock(&self.graph.state);
-        state.next_token += 1;
-        let token = state.next_token;
-        let held = HeldLock {
-            class: self.class,
-            lock,
-            site,
-            set,
-            token,
-        };
-        let State {
-            held: map, spare, ..
-        } = &mut *state;
-        map.entry(holder)
-            .or_insert_with(|| spare.pop().unwrap_or_default())
-            .push(held);
+        let slot = state.slot(holder, hint);
+        let hold = state.push(
+            slot,
+            HeldLock {
+                class: self.class,
+                lock,
+                site,
+                set,
+                token: 0,
+            },
+        );
         drop(state);
-        OrderHold { holder, token }
+        if slot != hint {
+            holder.remember(slot);
+        }
+        hold
     }
 
     /// Counts `hold` as taken by set acquisition `set`: recorded after the
@@ -268,9 +423,9 @@ impl OrderClass {
     pub(crate) fn join_set(&self, hold: &OrderHold, set: u64) {
         let mut state = sync::lock(&self.graph.state);
         if let Some(held) = state
-            .held
-            .get_mut(&hold.holder)
-            .and_then(|list| list.iter_mut().rfind(|held| held.token == hold.token))
+            .slots
+            .get_mut(hold.slot as usize)
+            .and_then(|slot| slot.held.iter_mut().rfind(|held| held.token == hold.token))
         {
             held.set = set;
         }
@@ -279,21 +434,7 @@ impl OrderClass {
     /// Forgets `hold`: its lock is being released, on whatever thread.
     #[cold]
     pub(crate) fn release(&self, hold: OrderHold) {
-        let mut state = sync::lock(&self.graph.state);
-        let State { held, spare, .. } = &mut *state;
-        let Some(list) = held.get_mut(&hold.holder) else {
-            return;
-        };
-        if let Some(index) = list.iter().rposition(|held| held.token == hold.token) {
-            list.remove(index);
-        }
-        if list.is_empty() {
-            if let Some(list) = held.remove(&hold.holder) {
-                if spare.len() < 64 {
-                    spare.push(list);
-                }
-            }
-        }
+        sync::lock(&self.graph.state).forget(&hold);
     }
 }
 
@@ -452,7 +593,10 @@ mod tests {
         // Released from another thread: the held list is found by token.
         let held = a.hold(1, here, 0);
         std::thread::spawn(move || a.release(held)).join().unwrap();
-        assert!(sync::lock(&graph.state).held.is_empty());
+        assert!(sync::lock(&graph.state)
+            .slots
+            .iter()
+            .all(|slot| slot.held.is_empty()));
     }
 
     #[test]
