@@ -47,6 +47,7 @@ const MODES: &[&str] = &[
     "dedup_duplicate_attribute",
     "mutex_fxhashset_duplicate",
     "keylock_keyed_attribute_result",
+    "keylock_keyed_attribute_str",
 ];
 
 static ANNOTATED: std::sync::LazyLock<keylock::Registry> =
@@ -68,6 +69,12 @@ async fn annotated_keyed(id: u64) {
 async fn annotated_keyed_result(id: u64) -> Result<(), keylock::Error> {
     black_box(id);
     Ok(())
+}
+
+/// As `annotated_keyed`, with `&str` keys (`String` keys in the map).
+#[keylock::write_lock("ks", key = id, registry = ANNOTATED)]
+async fn annotated_keyed_str(id: &str) {
+    black_box(id);
 }
 
 #[keylock::write_lock("db", registry = ANNOTATED)]
@@ -135,6 +142,7 @@ fn main() {
     let mutex = parking_lot::Mutex::new(());
     let sync_map: DashMap<u64, Arc<parking_lot::Mutex<()>>> = DashMap::new();
     let set = parking_lot::Mutex::new(rustc_hash::FxHashSet::<u64>::default());
+    let str_keys: Vec<String> = (0..8).map(|key| format!("channel-{key}")).collect();
     annotated_dedup(u64::MAX);
     set.lock().insert(u64::MAX);
     runtime.block_on(async {
@@ -183,6 +191,7 @@ fn main() {
                 Some(21) => annotated_dedup(black_box(u64::MAX)),
                 Some(22) => drop(black_box(set.lock().insert(black_box(u64::MAX)))),
                 Some(23) => drop(black_box(annotated_keyed_result(key).await)),
+                Some(24) => annotated_keyed_str(str_keys[key as usize].as_str()).await,
                 _ => {}
             }
         }
