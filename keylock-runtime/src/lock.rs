@@ -862,11 +862,12 @@ impl Drop for CountedWait<'_> {
     }
 }
 
-/// Returns the lease parked for the lock of `entry` to the backend, unless
-/// its next holder in this process adopts it first.
-fn arm_sweep(entry: &Arc<LockEntry<dyn EntryKey>>) -> timer::Alarm {
+/// Returns the lease parked for the lock of `entry` to the backend after
+/// `delay`, unless its next holder in this process adopts it first (or
+/// ends the turn left to other processes).
+fn arm_sweep(entry: &Arc<LockEntry<dyn EntryKey>>, delay: Duration) -> timer::Alarm {
     let entry = Arc::clone(entry);
-    let due = Instant::now() + LINGER;
+    let due = Instant::now() + delay;
     timer::call_at(due, move || sweep_parked(&entry))
 }
 
@@ -881,7 +882,7 @@ fn sweep_parked(entry: &Arc<LockEntry<dyn EntryKey>>) {
     let sweep = tier.sweep(
         address,
         || entry.raw().try_acquire(Access::Write),
-        || arm_sweep(entry),
+        || arm_sweep(entry, LINGER),
     );
     if sweep == Sweep::Returned {
         entry.raw().release(Access::Write);
@@ -1226,7 +1227,9 @@ impl Held {
         let entry = &self.lock.entry;
         if let (Access::Write, Some(tier)) = (self.access, entry.resource().tier()) {
             if entry.raw().waiters() > 0 {
-                tier.park(self.lock.entry_address(), lease, || arm_sweep(entry));
+                tier.park(self.lock.entry_address(), lease, |delay| {
+                    arm_sweep(entry, delay)
+                });
                 return;
             }
         }

@@ -129,15 +129,20 @@ impl Tier {
     }
 
     /// Parks a write lease of the lock at `address` for its next holder,
-    /// with `sweep` armed to take it back; or, when the chain has run its
-    /// course, returns the lease to the backend and leaves other processes
-    /// a turn.
-    pub(crate) fn park(&self, address: usize, lease: ChainedLease, sweep: impl FnOnce() -> Alarm) {
-        let left = match lease.passed_on() {
-            Ok(lease) => Left::Lease(lease),
+    /// with `sweep` armed (after the delay it is given) to take it back;
+    /// or, when the chain has run its course, returns the lease to the
+    /// backend and leaves other processes a turn, swept when it is over.
+    pub(crate) fn park(
+        &self,
+        address: usize,
+        lease: ChainedLease,
+        sweep: impl FnOnce(Duration) -> Alarm,
+    ) {
+        let (left, lasts) = match lease.passed_on() {
+            Ok(lease) => (Left::Lease(lease), LINGER),
             Err(lease) => {
                 drop(lease);
-                Left::Turn(Instant::now() + GIVE_WAY)
+                (Left::Turn(Instant::now() + GIVE_WAY), GIVE_WAY)
             }
         };
         let mut parked = sync::lock(&self.parked);
@@ -146,7 +151,7 @@ impl Tier {
             address,
             Parked {
                 left,
-                sweep: Some(sweep()),
+                sweep: Some(sweep(lasts)),
             },
         );
         drop(parked);
@@ -266,13 +271,17 @@ mod tests {
         crate::timer::call_at(Instant::now() + Duration::from_secs(3600), || {})
     }
 
+    fn later_by(_: Duration) -> Alarm {
+        later()
+    }
+
     #[test]
     fn the_next_holder_adopts_the_lease_with_the_next_fence() {
         let tier = Tier::new(Arc::new(NoBackend));
         let released = Arc::new(AtomicUsize::new(0));
         let lease = ChainedLease::new(Box::new(Counted(7, Arc::clone(&released))));
         assert_eq!(lease.fence(), 7 << 16);
-        tier.park(1, lease, later);
+        tier.park(1, lease, later_by);
         assert_eq!(tier.parked(), 1);
         let Adopted::Lease(adopted) = tier.adopt(1) else {
             panic!("the parked lease was not adopted");
@@ -290,7 +299,7 @@ mod tests {
         let released = Arc::new(AtomicUsize::new(0));
         let mut lease = ChainedLease::new(Box::new(Counted(1, Arc::clone(&released))));
         lease.granted -= CHAIN_TIME;
-        tier.park(1, lease, later);
+        tier.park(1, lease, later_by);
         assert_eq!(released.load(Ordering::SeqCst), 1);
         let Adopted::Nothing(Some(until)) = tier.adopt(1) else {
             panic!("no turn left to other processes");
@@ -303,7 +312,7 @@ mod tests {
         let tier = Tier::new(Arc::new(NoBackend));
         let released = Arc::new(AtomicUsize::new(0));
         let lease = ChainedLease::new(Box::new(Counted(1, Arc::clone(&released))));
-        tier.park(1, lease, later);
+        tier.park(1, lease, later_by);
         // Someone holds the in-process lock: they will adopt it.
         assert_eq!(tier.sweep(1, || false, later), Sweep::Rearmed);
         assert_eq!(released.load(Ordering::SeqCst), 0);
