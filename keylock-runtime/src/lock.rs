@@ -1050,6 +1050,17 @@ impl Held {
         }
     }
 
+    /// The backend to ask for this hold's lock, and from when: `None` when
+    /// the resource has no backend, or the lease of a previous holder of
+    /// this process was adopted.
+    #[cold]
+    fn backend_to_ask(&mut self) -> Option<(Arc<dyn backend::Backend>, Option<Instant>)> {
+        let backend = self.lock.entry.resource().backend().cloned()?;
+        self.adopt_parked()
+            .err()
+            .map(|not_before| (backend, not_before))
+    }
+
     #[cold]
     fn attach_chained(&mut self, lease: ChainedLease) {
         let location = Location::caller();
@@ -1075,10 +1086,7 @@ impl Held {
         started: Instant,
         location: &'static Location<'static>,
     ) -> Result<Held, Error> {
-        let Some(backend) = self.lock.entry.resource().backend().cloned() else {
-            return Ok(self);
-        };
-        let Err(not_before) = self.adopt_parked() else {
+        let Some((backend, not_before)) = self.backend_to_ask() else {
             return Ok(self);
         };
         let wait = backend::acquire(
@@ -1119,10 +1127,7 @@ impl Held {
     /// Takes the backend's lock, blocking until `deadline` if any.
     #[cold]
     fn take_backend_blocking(&mut self, deadline: Option<Instant>) -> Result<(), Unacquired> {
-        let Some(backend) = self.lock.entry.resource().backend().cloned() else {
-            return Ok(());
-        };
-        let Err(not_before) = self.adopt_parked() else {
+        let Some((backend, not_before)) = self.backend_to_ask() else {
             return Ok(());
         };
         let target = self.lock.entry.target();
@@ -1192,12 +1197,10 @@ impl Held {
     /// Takes the backend's lock if no other process holds it.
     #[cold]
     fn try_backend(mut self, location: &'static Location<'static>) -> Result<Held, Error> {
-        let Some(backend) = self.lock.entry.resource().backend().cloned() else {
+        // A turn left to other processes does not delay a single attempt.
+        let Some((backend, _)) = self.backend_to_ask() else {
             return Ok(self);
         };
-        if self.adopt_parked().is_ok() {
-            return Ok(self);
-        }
         let target = self.lock.entry.target();
         match backend::try_once(&*backend, &target, self.access) {
             Ok(Some(lease)) => {
@@ -1563,10 +1566,7 @@ impl<G> Acquire<G> {
             BackendWait::Retry => Failures::Retry,
             BackendWait::Report => Failures::Report,
         };
-        let Some(backend) = held.lock.entry.resource().backend().cloned() else {
-            return Poll::Ready(Ok(held));
-        };
-        let Err(not_before) = held.adopt_parked() else {
+        let Some((backend, not_before)) = held.backend_to_ask() else {
             return Poll::Ready(Ok(held));
         };
         *self.remote = Some(Box::new(RemoteWait {

@@ -54,6 +54,11 @@ pub(crate) async fn timeout<F: Future>(timeout: Duration, future: F) -> Option<F
     .await
 }
 
+/// Waits `duration` on keylock's timer, on any executor.
+pub(crate) async fn sleep(duration: Duration) {
+    timeout(duration, std::future::pending::<()>()).await;
+}
+
 /// Calls `call` once `deadline` passes, unless the returned alarm is
 /// dropped first. `call` runs on a report thread of its own, never on the
 /// timer thread, so the user code it may reach (a key's `Debug`, a

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use super::{Backend, BackendError, Lease, Target};
+use super::{Backend, BackendError, Intent, Lease, Target};
 use crate::access::Access;
 use crate::error::Error;
 use crate::observe::tracing_out;
@@ -37,31 +37,71 @@ pub(crate) enum Failures {
     Retry,
 }
 
-/// The pauses between attempts.
-struct Backoff {
+/// One caller's wait for a backend: the pauses between its attempts, and
+/// the intent it announced once an attempt found the lock held, kept until
+/// the wait ends, however it ends.
+struct Attempts<'a> {
+    backend: &'a dyn Backend,
+    target: &'a Target,
+    access: Access,
+    failures: Failures,
     busy: Duration,
     failure: Duration,
+    intent: Option<Option<Box<dyn Intent>>>,
 }
 
-impl Backoff {
-    fn new() -> Self {
-        Backoff {
+impl<'a> Attempts<'a> {
+    fn new(
+        backend: &'a dyn Backend,
+        target: &'a Target,
+        access: Access,
+        failures: Failures,
+    ) -> Self {
+        Attempts {
+            backend,
+            target,
+            access,
+            failures,
             busy: BUSY_PAUSE_MIN,
             failure: FAILURE_PAUSE_MIN,
+            intent: None,
         }
     }
 
-    fn after_busy(&mut self) -> Duration {
-        let pause = self.busy;
-        self.busy = (self.busy * 2).min(BUSY_PAUSE_MAX);
-        pause
+    /// What follows an attempt: the lease, or the pause before the next
+    /// attempt, or the error when failures are reported.
+    fn after(
+        &mut self,
+        attempt: Result<Option<Box<dyn Lease>>, BackendError>,
+    ) -> Result<Next, Error> {
+        match attempt {
+            Ok(Some(lease)) => Ok(Next::Granted(lease)),
+            Ok(None) => {
+                if self.intent.is_none() {
+                    self.intent = Some(self.backend.announce(self.target, self.access));
+                }
+                let pause = self.busy;
+                self.busy = (self.busy * 2).min(BUSY_PAUSE_MAX);
+                Ok(Next::Pause(pause))
+            }
+            Err(cause) => {
+                let error = describe(self.backend, self.target, self.access, &cause);
+                if self.failures == Failures::Report {
+                    return Err(error);
+                }
+                let pause = self.failure;
+                self.failure = (self.failure * 2).min(FAILURE_PAUSE_MAX);
+                tracing_out::backend_retry(&error, pause);
+                Ok(Next::Pause(pause))
+            }
+        }
     }
+}
 
-    fn after_failure(&mut self) -> Duration {
-        let pause = self.failure;
-        self.failure = (self.failure * 2).min(FAILURE_PAUSE_MAX);
-        pause
-    }
+/// What a wait does after an attempt.
+enum Next {
+    Granted(Box<dyn Lease>),
+    Pause(Duration),
 }
 
 /// Waits until `backend` grants `target`, as a future that holds nothing
@@ -73,33 +113,17 @@ pub(crate) async fn acquire(
     not_before: Option<Instant>,
     failures: Failures,
 ) -> Result<Box<dyn Lease>, Error> {
-    if let Some(pause) = not_before.map(|until| until.saturating_duration_since(Instant::now())) {
-        timer::timeout(pause, std::future::pending::<()>()).await;
+    if let Some(until) = not_before {
+        timer::sleep(until.saturating_duration_since(Instant::now())).await;
     }
-    let mut backoff = Backoff::new();
-    // Kept until this wait ends, however it ends.
-    let mut intent = None;
+    let mut attempts = Attempts::new(&*backend, &target, access, failures);
     loop {
-        let pause = match backend.try_lock(&target, access).await {
-            Ok(Some(lease)) => return Ok(lease),
-            Ok(None) => {
-                if intent.is_none() {
-                    intent = Some(backend.announce(&target, access));
-                }
-                backoff.after_busy()
-            }
-            Err(cause) => {
-                let error = describe(&*backend, &target, access, &cause);
-                if failures == Failures::Report {
-                    return Err(error);
-                }
-                let pause = backoff.after_failure();
-                tracing_out::backend_retry(&error, pause);
-                pause
-            }
-        };
-        // keylock's own timer: works on any executor.
-        timer::timeout(pause, std::future::pending::<()>()).await;
+        let attempt = backend.try_lock(&target, access).await;
+        match attempts.after(attempt)? {
+            Next::Granted(lease) => return Ok(lease),
+            // keylock's own timer: works on any executor.
+            Next::Pause(pause) => timer::sleep(pause).await,
+        }
     }
 }
 
@@ -116,27 +140,11 @@ pub(crate) fn acquire_blocking(
         let until = deadline.map_or(until, |deadline| until.min(deadline));
         std::thread::sleep(until.saturating_duration_since(Instant::now()));
     }
-    let mut backoff = Backoff::new();
-    // Kept until this wait ends, however it ends.
-    let mut intent = None;
+    let mut attempts = Attempts::new(backend, target, access, failures);
     loop {
-        let pause = match block_on(backend.try_lock(target, access)) {
-            Ok(Some(lease)) => return Ok(Some(lease)),
-            Ok(None) => {
-                if intent.is_none() {
-                    intent = Some(backend.announce(target, access));
-                }
-                backoff.after_busy()
-            }
-            Err(cause) => {
-                let error = describe(backend, target, access, &cause);
-                if failures == Failures::Report {
-                    return Err(error);
-                }
-                let pause = backoff.after_failure();
-                tracing_out::backend_retry(&error, pause);
-                pause
-            }
+        let pause = match attempts.after(block_on(backend.try_lock(target, access)))? {
+            Next::Granted(lease) => return Ok(Some(lease)),
+            Next::Pause(pause) => pause,
         };
         let pause = match deadline {
             Some(deadline) => {
