@@ -591,6 +591,19 @@ fn fnv1a(bytes: &[u8], basis: u64) -> u64 {
 mod tests {
     use super::*;
 
+    /// A grant that must be given at once.
+    fn granted(backend: &FileBackend, target: &Target, access: Access) -> FileLease {
+        backend
+            .try_lock_now(target, access)
+            .unwrap()
+            .expect("the lock is free")
+    }
+
+    /// Whether an attempt finds the lock held.
+    fn busy(backend: &FileBackend, target: &Target, access: Access) -> bool {
+        backend.try_lock_now(target, access).unwrap().is_none()
+    }
+
     fn temp_dir(name: &str) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("keylock-file-unit-{name}-{}", std::process::id()));
@@ -655,41 +668,17 @@ mod tests {
         let dir = temp_dir("modes");
         let backend = FileBackend::new(&dir).unwrap();
         let target = Target::new("r", Some("1"));
-        let write = backend
-            .try_lock_now(&target, Access::Write)
-            .unwrap()
-            .unwrap();
-        assert!(backend
-            .try_lock_now(&target, Access::Write)
-            .unwrap()
-            .is_none());
-        assert!(backend
-            .try_lock_now(&target, Access::Read)
-            .unwrap()
-            .is_none());
+        let write = granted(&backend, &target, Access::Write);
+        assert!(busy(&backend, &target, Access::Write));
+        assert!(busy(&backend, &target, Access::Read));
         drop(write);
-        let read1 = backend
-            .try_lock_now(&target, Access::Read)
-            .unwrap()
-            .unwrap();
-        let read2 = backend
-            .try_lock_now(&target, Access::Read)
-            .unwrap()
-            .unwrap();
-        assert!(backend
-            .try_lock_now(&target, Access::Write)
-            .unwrap()
-            .is_none());
+        let read1 = granted(&backend, &target, Access::Read);
+        let read2 = granted(&backend, &target, Access::Read);
+        assert!(busy(&backend, &target, Access::Write));
         drop(read1);
-        assert!(backend
-            .try_lock_now(&target, Access::Write)
-            .unwrap()
-            .is_none());
+        assert!(busy(&backend, &target, Access::Write));
         drop(read2);
-        assert!(backend
-            .try_lock_now(&target, Access::Write)
-            .unwrap()
-            .is_some());
+        assert!(!busy(&backend, &target, Access::Write));
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -708,16 +697,10 @@ mod tests {
         let dir = temp_dir("kept");
         let backend = FileBackend::new(&dir).unwrap();
         let held_target = Target::new("r", Some("held"));
-        let held = backend
-            .try_lock_now(&held_target, Access::Write)
-            .unwrap()
-            .unwrap();
+        let held = granted(&backend, &held_target, Access::Write);
         for key in 0..KEPT_FILES * 3 {
             let target = Target::new("r", Some(&key.to_string()));
-            let lease = backend
-                .try_lock_now(&target, Access::Write)
-                .unwrap()
-                .unwrap();
+            let lease = granted(&backend, &target, Access::Write);
             assert!(lease.is_valid());
             drop(lease);
             // Kept for the next use of the key, up to the bound.
@@ -737,13 +720,7 @@ mod tests {
         let dir = temp_dir("fences");
         let backend = FileBackend::new(&dir).unwrap();
         let target = Target::new("r", Some("k"));
-        let grant = |access| {
-            backend
-                .try_lock_now(&target, access)
-                .unwrap()
-                .unwrap()
-                .fence
-        };
+        let grant = |access| granted(&backend, &target, access).fence;
         let mut last = 0;
         for round in 0..5 {
             let fence = grant(Access::Write);
@@ -755,10 +732,7 @@ mod tests {
             assert!(!backend.path_of(&target).exists());
         }
         // A key never used starts above every removed key's tokens.
-        let other = backend
-            .try_lock_now(&Target::new("r", Some("new")), Access::Write)
-            .unwrap()
-            .unwrap();
+        let other = granted(&backend, &Target::new("r", Some("new")), Access::Write);
         assert!(other.fence > last);
         drop(other);
         fs::remove_dir_all(&dir).unwrap();
@@ -770,12 +744,7 @@ mod tests {
         let backend = FileBackend::new(&dir).unwrap();
         let target = Target::new("r", Some("hot"));
         for _ in 0..KEPT_FILES * 3 {
-            drop(
-                backend
-                    .try_lock_now(&target, Access::Write)
-                    .unwrap()
-                    .unwrap(),
-            );
+            drop(granted(&backend, &target, Access::Write));
         }
         assert_eq!(lock_files(&dir), 1);
         assert!(sync::lock(&backend.shared.kept).order.len() <= 4 * KEPT_FILES + 1);
@@ -788,18 +757,12 @@ mod tests {
         let dir = temp_dir("invalid");
         let backend = FileBackend::new(&dir).unwrap();
         let target = Target::new("r", None);
-        let lease = backend
-            .try_lock_now(&target, Access::Write)
-            .unwrap()
-            .unwrap();
+        let lease = granted(&backend, &target, Access::Write);
         fs::remove_file(backend.path_of(&target)).unwrap();
         assert!(!lease.is_valid());
         // A new holder gets a new file, and the invalid lease does not
         // remove it on release.
-        let next = backend
-            .try_lock_now(&target, Access::Write)
-            .unwrap()
-            .unwrap();
+        let next = granted(&backend, &target, Access::Write);
         drop(lease);
         assert!(backend.path_of(&target).exists());
         assert!(next.is_valid());
@@ -812,7 +775,7 @@ mod tests {
         let dir = temp_dir("idle");
         let backend = FileBackend::new(&dir).unwrap();
         let held = Target::new("r", Some("held"));
-        let lease = backend.try_lock_now(&held, Access::Write).unwrap().unwrap();
+        let lease = granted(&backend, &held, Access::Write);
         // A file left behind, as by a killed holder.
         let left = backend.path_of(&Target::new("r", Some("left")));
         File::create(&left).unwrap();
@@ -829,35 +792,20 @@ mod tests {
         let dir = temp_dir("gate");
         let backend = FileBackend::new(&dir).unwrap();
         let target = Target::new("r", Some("1"));
-        let reader = backend
-            .try_lock_now(&target, Access::Read)
-            .unwrap()
-            .unwrap();
-        assert!(backend
-            .try_lock_now(&target, Access::Write)
-            .unwrap()
-            .is_none());
+        let reader = granted(&backend, &target, Access::Read);
+        assert!(busy(&backend, &target, Access::Write));
         let intent = backend.announce(&target, Access::Write).unwrap();
         // A second writer's announcement adds nothing.
         assert!(backend.announce(&target, Access::Write).is_none());
         assert!(backend.announce(&target, Access::Read).is_none());
         // New readers wait behind the writer; the reader inside stays.
-        assert!(backend
-            .try_lock_now(&target, Access::Read)
-            .unwrap()
-            .is_none());
+        assert!(busy(&backend, &target, Access::Read));
         drop(reader);
-        let writer = backend
-            .try_lock_now(&target, Access::Write)
-            .unwrap()
-            .unwrap();
+        let writer = granted(&backend, &target, Access::Write);
         drop(intent);
         assert!(!backend.gate_of(&target).exists());
         drop(writer);
-        assert!(backend
-            .try_lock_now(&target, Access::Read)
-            .unwrap()
-            .is_some());
+        assert!(!busy(&backend, &target, Access::Read));
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -865,10 +813,7 @@ mod tests {
     fn a_new_backend_removes_files_left_idle() {
         let dir = temp_dir("left");
         let first = FileBackend::new(&dir).unwrap();
-        let held = first
-            .try_lock_now(&Target::new("r", Some("held")), Access::Write)
-            .unwrap()
-            .unwrap();
+        let held = granted(&first, &Target::new("r", Some("held")), Access::Write);
         let left = first.path_of(&Target::new("r", Some("left")));
         File::create(&left).unwrap();
         let second = FileBackend::new(&dir).unwrap();
