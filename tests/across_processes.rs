@@ -1,45 +1,28 @@
 //! Locks shared by processes through the file backend, proven with real
 //! child processes: this test binary runs itself as the children (the
-//! `child` test, which does nothing unless `KEYLOCK_CHILD` names a role).
+//! `child` test; see `tests/common/processes.rs`).
 
 #![cfg(unix)]
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use keylock::{write_lock, FileBackend, Registry};
 
+mod common;
+use common::processes::{self, bump, signal, spawn, temp_dir, wait_line};
+
 const CHILDREN: usize = 4;
 const INCREMENTS: u64 = 150;
-
-/// A fresh directory for one test.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("keylock-procs-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A registry whose resource "counter" is shared through `dir`.
 fn shared_registry(dir: &Path) -> Registry {
     Registry::builder()
         .backend("counter", FileBackend::new(dir.join("locks")).unwrap())
         .build()
-}
-
-/// Reads, then rewrites, a number in a file: two unexcluded callers lose
-/// increments.
-fn bump(path: &Path) {
-    let now: u64 = fs::read_to_string(path)
-        .ok()
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(0);
-    // Widen the window in which an unexcluded caller would interleave.
-    std::thread::yield_now();
-    fs::write(path, (now + 1).to_string()).unwrap();
 }
 
 #[write_lock("counter", key = key, registry = registry)]
@@ -52,45 +35,12 @@ async fn increment(registry: &Registry, key: u64, path: &Path) {
     bump(path);
 }
 
-/// Starts this binary as a child process in `role`.
-fn spawn(role: &str, dir: &Path, extra: &[(&str, String)]) -> Child {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env("KEYLOCK_CHILD", role)
-        .env("KEYLOCK_DIR", dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (name, value) in extra {
-        command.env(name, value);
-    }
-    command.spawn().unwrap()
-}
-
-/// Waits for the child's line `expected`, returning its output reader.
-fn expect_line(child: &mut Child, expected: &str) -> BufReader<ChildStdout> {
-    let mut lines = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            lines.read_line(&mut line).unwrap() > 0,
-            "the child ended before printing {expected:?}"
-        );
-        // The test harness may have printed `test child ... ` first.
-        if line.trim().ends_with(expected) {
-            return lines;
-        }
-    }
-}
-
 /// The child side of every test here.
 #[test]
 fn child() {
-    let Ok(role) = std::env::var("KEYLOCK_CHILD") else {
+    let Some((role, dir)) = processes::role() else {
         return;
     };
-    let dir = PathBuf::from(std::env::var("KEYLOCK_DIR").unwrap());
     let registry = shared_registry(&dir);
     let key: u64 = std::env::var("KEYLOCK_KEY").map_or(1, |key| key.parse().unwrap());
     match role.as_str() {
@@ -126,7 +76,7 @@ fn child() {
 
 #[test]
 fn processes_incrementing_one_key_lose_no_increment() {
-    let dir = temp_dir("count");
+    let dir = temp_dir("procs", "count");
     let children: Vec<Child> = (0..CHILDREN)
         .map(|n| {
             let role = if n % 2 == 0 {
@@ -160,7 +110,7 @@ fn processes_incrementing_one_key_lose_no_increment() {
 
 #[test]
 fn processes_on_different_keys_hold_at_once() {
-    let dir = temp_dir("overlap");
+    let dir = temp_dir("procs", "overlap");
     let hold = [("KEYLOCK_HOLD_MS", "3000".to_owned())];
     let mut first = spawn(
         "hold",
@@ -173,8 +123,8 @@ fn processes_on_different_keys_hold_at_once() {
         &[hold[0].clone(), ("KEYLOCK_KEY", "2".into())],
     );
     let started = Instant::now();
-    let _first_out = expect_line(&mut first, "held");
-    let _second_out = expect_line(&mut second, "held");
+    let _first_out = wait_line(&mut first, "held");
+    let _second_out = wait_line(&mut second, "held");
     // Both hold now: had the second waited for the first, it would have
     // printed only after three seconds.
     assert!(
@@ -197,9 +147,9 @@ fn processes_on_different_keys_hold_at_once() {
 
 #[test]
 fn a_killed_holder_releases_at_once() {
-    let dir = temp_dir("kill");
+    let dir = temp_dir("procs", "kill");
     let mut holder = spawn("hold", &dir, &[]);
-    let _out = expect_line(&mut holder, "held");
+    let _out = wait_line(&mut holder, "held");
     let registry = shared_registry(&dir);
     let counter = registry.keyed::<u64>("counter");
     let busy = counter.try_write(&1).unwrap_err();
@@ -221,21 +171,11 @@ fn a_killed_holder_releases_at_once() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Sends `signal` (`STOP`, `CONT`) to a child.
-fn signal(child: &Child, signal: &str) {
-    // The shell's own `kill`: no package needed beyond the shell.
-    let status = Command::new("sh")
-        .args(["-c", &format!("kill -{signal} {}", child.id())])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[test]
 fn a_stopped_holder_blocks_others_only_while_stopped() {
-    let dir = temp_dir("stop");
+    let dir = temp_dir("procs", "stop");
     let mut holder = spawn("hold", &dir, &[("KEYLOCK_HOLD_MS", "300".to_owned())]);
-    let mut out = expect_line(&mut holder, "held");
+    let mut out = wait_line(&mut holder, "held");
     signal(&holder, "STOP");
     let registry = shared_registry(&dir);
     let counter = registry.keyed::<u64>("counter");

@@ -1,6 +1,6 @@
 //! Adversarial checks of the backend tier and the file backend, across
-//! real child processes: this binary runs itself in a role named by
-//! `KL_ROLE` (the `child` test does nothing otherwise). Each test names the
+//! real child processes: this binary runs itself in a role (see
+//! `tests/common/processes.rs`). Each test names the
 //! promise it attacks; the first five were failing when written (a stream
 //! of readers starving a writer of another process, a stopped process
 //! blocking every key through the shared fence counter, a timed set
@@ -11,23 +11,19 @@
 #![cfg(unix)]
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::path::Path;
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keylock::{FileBackend, Registry};
 
-const RES: &str = "attack";
+mod common;
+use common::processes::{self, bump, signal, spawn, temp_dir, wait_line};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("keylock-attack-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
+const RES: &str = "attack";
 
 fn registry(dir: &Path) -> Registry {
     Registry::builder()
@@ -49,44 +45,6 @@ fn lock_files(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn spawn(role: &str, dir: &Path, extra: &[(&str, String)]) -> Child {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env("KL_ROLE", role)
-        .env("KL_DIR", dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (name, value) in extra {
-        command.env(name, value);
-    }
-    command.spawn().unwrap()
-}
-
-fn wait_line(child: &mut Child, expected: &str) -> BufReader<std::process::ChildStdout> {
-    let mut lines = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            lines.read_line(&mut line).unwrap() > 0,
-            "child ended before {expected:?}"
-        );
-        if line.trim().ends_with(expected) {
-            return lines;
-        }
-    }
-}
-
-fn signal(child: &Child, sig: &str) {
-    // The shell's own `kill`: no package needed beyond the shell.
-    assert!(Command::new("sh")
-        .args(["-c", &format!("kill -{sig} {}", child.id())])
-        .status()
-        .unwrap()
-        .success());
-}
-
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).map_or(default, |v| v.parse().unwrap())
 }
@@ -101,22 +59,11 @@ fn append(path: &Path, line: &str) {
     file.write_all(line.as_bytes()).unwrap();
 }
 
-/// Read-modify-write of a counter: unexcluded holders lose increments.
-fn bump(path: &Path) {
-    let now: u64 = fs::read_to_string(path)
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(0);
-    std::thread::yield_now();
-    fs::write(path, (now + 1).to_string()).unwrap();
-}
-
 #[test]
 fn child() {
-    let Ok(role) = std::env::var("KL_ROLE") else {
+    let Some((role, dir)) = processes::role() else {
         return;
     };
-    let dir = PathBuf::from(std::env::var("KL_DIR").unwrap());
     let reg = registry(&dir);
     let keyed = reg.keyed::<u64>(RES);
     let run_ms = env_u64("KL_RUN_MS", 3000);
@@ -442,7 +389,7 @@ fn cancel_storm(keyed: &keylock::Keyed<u64>, until: Instant) {
 /// readers). Observed: it times out.
 #[test]
 fn overlapping_readers_of_one_process_do_not_starve_a_writer_of_another() {
-    let dir = temp_dir("readers-starve");
+    let dir = temp_dir("attack", "readers-starve");
     let mut child = spawn("readers", &dir, &[("KL_RUN_MS", "6000".into())]);
     let _out = wait_line(&mut child, "started");
     std::thread::sleep(Duration::from_millis(200));
@@ -468,7 +415,7 @@ fn overlapping_readers_of_one_process_do_not_starve_a_writer_of_another() {
 /// left) must not keep another process out. Holds.
 #[test]
 fn a_writer_that_takes_again_at_once_does_not_starve_another_process() {
-    let dir = temp_dir("writer-starve");
+    let dir = temp_dir("attack", "writer-starve");
     let mut child = spawn("writers", &dir, &[("KL_RUN_MS", "6000".into())]);
     let _out = wait_line(&mut child, "started");
     std::thread::sleep(Duration::from_millis(200));
@@ -495,7 +442,7 @@ fn a_writer_that_takes_again_at_once_does_not_starve_another_process() {
 #[test]
 fn a_process_with_a_full_queue_leaves_turns() {
     for role in ["writers", "async-writers"] {
-        let dir = temp_dir(&format!("turns-{role}"));
+        let dir = temp_dir("attack", &format!("turns-{role}"));
         let mut child = spawn(
             role,
             &dir,
@@ -530,7 +477,7 @@ fn a_process_with_a_full_queue_leaves_turns() {
 /// free key reports Busy and leaves its lock file behind.
 #[test]
 fn a_stopped_process_blocks_only_the_keys_it_holds() {
-    let dir = temp_dir("stop-fence");
+    let dir = temp_dir("attack", "stop-fence");
     let mut child = spawn("churn", &dir, &[("KL_RUN_MS", "60000".into())]);
     let _out = wait_line(&mut child, "started");
     let reg = registry(&dir);
@@ -584,7 +531,7 @@ fn a_stopped_process_blocks_only_the_keys_it_holds() {
 /// before them, readers carrying the last writer's backend token).
 #[test]
 fn mixed_holders_across_processes_exclude_and_fence_in_order() {
-    let dir = temp_dir("mixed");
+    let dir = temp_dir("attack", "mixed");
     let extra = [("KL_RUN_MS", "4000".to_owned())];
     let mut children: Vec<Child> = (0..3).map(|_| spawn("mixed", &dir, &extra)).collect();
     children.push(spawn("idle-remover", &dir, &extra));
@@ -653,7 +600,7 @@ fn mixed_holders_across_processes_exclude_and_fence_in_order() {
 /// lock file is left.
 #[test]
 fn cancellation_storms_leave_nothing_behind() {
-    let dir = temp_dir("cancel");
+    let dir = temp_dir("attack", "cancel");
     let extra = [("KL_RUN_MS", "3000".to_owned())];
     let children: Vec<Child> = (0..2).map(|_| spawn("cancel", &dir, &extra)).collect();
     for mut child in children {
@@ -674,7 +621,7 @@ fn cancellation_storms_leave_nothing_behind() {
 /// set's inner `Acquire`) until the timeout and report `Error::Timeout`.
 #[test]
 fn sets_report_backend_errors_through_timed_acquisitions() {
-    let dir = temp_dir("bad-dir");
+    let dir = temp_dir("attack", "bad-dir");
     let reg = registry(&dir);
     // The lock directory becomes a regular file: every open fails.
     fs::remove_dir_all(dir.join("locks")).unwrap();
@@ -716,7 +663,7 @@ fn sets_report_backend_errors_through_timed_acquisitions() {
 /// (they did not while each counted in its own counter file).
 #[test]
 fn fences_increase_after_the_directory_is_recreated() {
-    let dir = temp_dir("recreated");
+    let dir = temp_dir("attack", "recreated");
     let old = registry(&dir);
     for _ in 0..5 {
         drop(old.keyed::<u64>(RES).write_blocking(&1));
@@ -741,7 +688,7 @@ fn fences_increase_after_the_directory_is_recreated() {
 /// Promise 5: odd keys stay in the directory and lock as themselves.
 #[test]
 fn hostile_keys_stay_in_the_directory_and_exclude() {
-    let dir = temp_dir("hostile");
+    let dir = temp_dir("attack", "hostile");
     let (a, b) = (registry(&dir), registry(&dir));
     let keys = [
         "x".repeat(10_000),
@@ -784,7 +731,7 @@ fn hostile_keys_stay_in_the_directory_and_exclude() {
 /// directory.
 #[test]
 fn parked_leases_of_waiters_that_gave_up_go_back_quickly() {
-    let dir = temp_dir("parked");
+    let dir = temp_dir("attack", "parked");
     let (a, b) = (registry(&dir), registry(&dir));
     let ka = a.keyed::<u64>(RES);
     let kb = b.keyed::<u64>(RES);
@@ -839,7 +786,7 @@ fn parked_leases_of_waiters_that_gave_up_go_back_quickly() {
 /// process holds it, never this one") the thread hangs for good.
 #[test]
 fn a_blocking_wait_for_a_task_of_the_same_thread_does_not_hang() {
-    let dir = temp_dir("current-thread");
+    let dir = temp_dir("attack", "current-thread");
     let mut child = spawn("current-thread", &dir, &[]);
     let started = Instant::now();
     let status = loop {
@@ -864,7 +811,7 @@ fn a_blocking_wait_for_a_task_of_the_same_thread_does_not_hang() {
 /// the lock for another registry and removes the lock file.
 #[test]
 fn untimed_waits_recover_and_panics_release() {
-    let dir = temp_dir("recover");
+    let dir = temp_dir("attack", "recover");
     let reg = registry(&dir);
     fs::remove_dir_all(dir.join("locks")).unwrap();
     fs::write(dir.join("locks"), "not a directory").unwrap();

@@ -1,6 +1,8 @@
 //! Instruments for behaviour tests.
 #![allow(dead_code)]
 
+pub mod processes;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
