@@ -343,16 +343,9 @@ impl OrderClass {
                 inversion.filter(|found| refuse || state.warned.insert(found.pair))
             };
             let hold = match slot {
-                Some(slot) if hold && (inversion.is_none() || !refuse) => Some(state.push(
-                    slot,
-                    HeldLock {
-                        class: self.class,
-                        lock,
-                        site,
-                        set,
-                        token: 0,
-                    },
-                )),
+                Some(slot) if hold && (inversion.is_none() || !refuse) => {
+                    Some(state.push(slot, self.held(lock, site, set)))
+                }
                 _ => None,
             };
             (inversion, hold)
@@ -386,6 +379,17 @@ impl OrderClass {
         }
     }
 
+    /// A hold of `lock` of this class, before `push` numbers it.
+    fn held(&self, lock: usize, site: &'static Location<'static>, set: u64) -> HeldLock {
+        HeldLock {
+            class: self.class,
+            lock,
+            site,
+            set,
+            token: 0,
+        }
+    }
+
     /// Records that the current holder now holds `lock`, taken at `site`
     /// (by set acquisition `set`, or 0); the returned hold forgets it when
     /// dropped, on whatever thread.
@@ -400,16 +404,7 @@ impl OrderClass {
         let (holder, hint) = Holder::current_with_hint();
         let mut state = sync::lock(&self.graph.state);
         let slot = state.slot(holder, hint);
-        let hold = state.push(
-            slot,
-            HeldLock {
-                class: self.class,
-                lock,
-                site,
-                set,
-                token: 0,
-            },
-        );
+        let hold = state.push(slot, self.held(lock, site, set));
         drop(state);
         if slot != hint {
             holder.remember(slot);
