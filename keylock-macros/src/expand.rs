@@ -80,7 +80,7 @@
 //!
 //! The snapshots in `tests/snapshots/` show every shape in full.
 
-use proc_macro2::{Delimiter, Group, Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::{parse_quote, Block, Expr, ItemFn, Stmt};
 
@@ -259,7 +259,7 @@ fn unless_lease_lost(steps: &[Step], output: Option<&syn::Type>, body: TokenStre
         .iter()
         .enumerate()
         .filter(|(_, step)| matches!(step, Step::Lock(LockStep { guard: None, .. })))
-        .map(|(index, _)| format_ident!("__keylock_guard_{}", index, span = site))
+        .map(|(index, _)| guard_ident(index))
         .collect();
     // Where the return type is not known here (an `#[async_trait]`
     // method's future, an `impl Trait`), the loss could not be returned.
@@ -356,7 +356,7 @@ fn returned_future(
             Step::Dedup(step) => {
                 let later = later_claim(step);
                 at_call.push(quote_spanned!(site=> let #handle = #later;));
-                let binding = format_ident!("__keylock_claim_{}", index, span = site);
+                let binding = claim_ident(index);
                 let claim = if step.wait {
                     quote_spanned!(site=> #handle.claim_or_wait().await)
                 } else {
@@ -447,13 +447,13 @@ fn observe_outcome(steps: &[Step], output: Option<&syn::Type>, run: TokenStream)
     let annotation = output.map(|ty| quote!(: #ty));
     let finishes = steps.iter().enumerate().rev().map(|(index, step)| match step {
         Step::Dedup(_) => {
-            let claim = format_ident!("__keylock_claim_{}", index, span = site);
+            let claim = claim_ident(index);
             quote_spanned!(site=> #claim.finish(__keylock_failed);)
         }
         // A guard the body took over (`guard = ...`) may be gone by now.
         Step::Lock(LockStep { guard: Some(_), .. }) => TokenStream::new(),
         Step::Lock(_) => {
-            let guard = format_ident!("__keylock_guard_{}", index, span = site);
+            let guard = guard_ident(index);
             quote_spanned!(site=> #private::GuardOutcome::body_finished(&#guard, __keylock_failed);)
         }
     });
@@ -543,11 +543,22 @@ fn key_probes(site: &Site) -> TokenStream {
     }
 }
 
+/// The hidden variable that keeps step `index`'s guard. Every piece of
+/// the expansion that names it goes through here, so they agree.
+fn guard_ident(index: usize) -> Ident {
+    format_ident!("__keylock_guard_{}", index, span = Span::mixed_site())
+}
+
+/// The hidden variable that keeps step `index`'s dedup claim.
+fn claim_ident(index: usize) -> Ident {
+    format_ident!("__keylock_claim_{}", index, span = Span::mixed_site())
+}
+
 fn guard_binding(step: &LockStep, index: usize) -> TokenStream {
     match &step.guard {
         Some(ident) => quote!(#ident),
         None => {
-            let ident = format_ident!("__keylock_guard_{}", index, span = Span::mixed_site());
+            let ident = guard_ident(index);
             quote!(#ident)
         }
     }
@@ -721,7 +732,7 @@ fn dedup_step(step: &DedupStep, mode: Mode, index: usize) -> TokenStream {
     let (name, marker) = name(&step.site);
     let registry = registry(&step.site);
     let options = dedup_options(step);
-    let binding = format_ident!("__keylock_claim_{}", index, span = site);
+    let binding = claim_ident(index);
     let probes = key_probes(&step.site);
     let key = key(&step.key, &step.site);
     let claim = match (step.wait, mode) {
