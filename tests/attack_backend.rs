@@ -383,10 +383,10 @@ fn cancel_storm(keyed: &keylock::Keyed<u64>, until: Instant) {
     println!("done");
 }
 
-/// Promise 6: readers of one process whose holds overlap keep a writer of
-/// another process out for as long as they run. Expected: the writer gets
-/// the lock within a bounded time (in-process, queued writers block later
-/// readers). Observed: it times out.
+/// Promise 6: readers of one process whose holds overlap must not keep a
+/// writer of another process out for as long as they run: the writer gets
+/// the lock within a bounded time, as a queued writer does in-process
+/// (it did not before waiting writers held readers back).
 #[test]
 fn overlapping_readers_of_one_process_do_not_starve_a_writer_of_another() {
     let dir = temp_dir("attack", "readers-starve");
@@ -471,10 +471,11 @@ fn a_process_with_a_full_queue_leaves_turns() {
     }
 }
 
-/// Promise 6 and 2: a process stopped (SIGSTOP) while it takes a fencing
-/// token holds the directory's counter lock, so every other key of the
-/// directory becomes unavailable to every process, and `try_write` of a
-/// free key reports Busy and leaves its lock file behind.
+/// Promises 6 and 2: a process stopped (SIGSTOP) at any moment, also
+/// while it takes fencing tokens, blocks only the keys it holds: another
+/// key stays free for every process, and no lock file stays held (when
+/// every grant took the directory's counter lock, a stop inside it made
+/// every key busy).
 #[test]
 fn a_stopped_process_blocks_only_the_keys_it_holds() {
     let dir = temp_dir("attack", "stop-fence");
@@ -616,9 +617,9 @@ fn cancellation_storms_leave_nothing_behind() {
 }
 
 /// Promise 7: timed and non-waiting acquisitions of a lock set report an
-/// unusable directory as `Error::Backend`, as single locks do. Observed:
-/// the timed set acquisitions retry the failure (`Failures::Retry` in the
-/// set's inner `Acquire`) until the timeout and report `Error::Timeout`.
+/// unusable directory as `Error::Backend`, as single locks do (the timed
+/// set once retried the failure until its timeout and reported
+/// `Error::Timeout`).
 #[test]
 fn sets_report_backend_errors_through_timed_acquisitions() {
     let dir = temp_dir("attack", "bad-dir");
@@ -780,10 +781,9 @@ fn parked_leases_of_waiters_that_gave_up_go_back_quickly() {
 
 /// A blocking acquisition whose holder is a task of the same
 /// `current_thread` runtime, through another registry of the same
-/// directory: in-process, keylock panics with a message naming the fix
-/// (`runtime_thread::block_without_hanging`); through the backend tier
-/// (`take_backend_blocking` uses `block_bounded` on the reasoning that "another
-/// process holds it, never this one") the thread hangs for good.
+/// directory: as in-process, keylock panics with a message naming the fix
+/// rather than hang the thread for good (as it once did through the
+/// backend tier).
 #[test]
 fn a_blocking_wait_for_a_task_of_the_same_thread_does_not_hang() {
     let dir = temp_dir("attack", "current-thread");
