@@ -598,7 +598,7 @@ fn mixed_holders_across_processes_exclude_and_fence_in_order() {
 
 /// Promise 2: async acquisitions dropped at every kind of poll point, in
 /// two processes; afterwards this process takes both keys at once and no
-/// lock file is left.
+/// lock file is left held.
 #[test]
 fn cancellation_storms_leave_nothing_behind() {
     let dir = temp_dir("attack", "cancel");
@@ -808,7 +808,7 @@ fn a_blocking_wait_for_a_task_of_the_same_thread_does_not_hang() {
 
 /// Promise 7: an untimed acquisition retries a failing backend and gets the
 /// lock once the directory is usable again; a panic while holding releases
-/// the lock for another registry and removes the lock file.
+/// the lock for another registry and leaves no lock file held.
 #[test]
 fn untimed_waits_recover_and_panics_release() {
     let dir = temp_dir("attack", "recover");
